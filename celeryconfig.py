@@ -1,0 +1,70 @@
+"""Celery settings (lowercase module, loaded with config_from_object). See FIELD-NOTES."""
+
+from datetime import timedelta
+
+from shared.settings import Settings
+
+_settings = Settings.from_env()
+
+broker_url = _settings.broker_url
+broker_connection_retry_on_startup = True
+# No result backend: job status lives in our tables (celery #8588).
+task_ignore_result = True
+task_serializer = "json"
+accept_content = ["json"]
+timezone = "UTC"
+enable_utc = True
+
+# A killed worker must not lose the task it held (celery #1628); redeliveries are capped
+# in our own code (Delivery.attempts).
+task_acks_late = True
+task_reject_on_worker_lost = True
+task_acks_on_failure_or_timeout = True
+worker_prefetch_multiplier = 1
+worker_cancel_long_running_tasks_on_connection_loss = True
+task_time_limit = 120
+task_soft_time_limit = 90
+
+# Flower: task events with readable names and keyword arguments.
+worker_send_task_events = True
+task_send_sent_event = True
+
+# The ingress must answer fast when the broker is down: one try, short timeouts; the
+# delivery is already recorded and the sweep enqueues it later.
+task_publish_retry = False
+broker_connection_timeout = 2
+
+if broker_url.startswith("redis"):
+    broker_transport_options = {
+        "visibility_timeout": 300,
+        "socket_connect_timeout": 2,
+        "socket_timeout": 5,
+        "retry_on_timeout": False,
+    }
+else:
+    # sqla+sqlite: every key here is passed to create_engine.
+    broker_transport_options = {}
+
+_every = _settings.sweep_interval
+beat_schedule = {
+    "redeliver-unapplied": {
+        "task": "workers.sweeps.redeliver",
+        "schedule": timedelta(seconds=_every),
+        "options": {"expires": _every},
+    },
+    "dispatch-due": {
+        "task": "workers.sweeps.dispatch_due",
+        "schedule": timedelta(seconds=_every),
+        "options": {"expires": _every},
+    },
+    "watchdog": {
+        "task": "workers.sweeps.watchdog",
+        "schedule": timedelta(seconds=max(_every, 30)),
+        "options": {"expires": max(_every, 30)},
+    },
+    "canary": {
+        "task": "workers.sweeps.canary",
+        "schedule": timedelta(seconds=_every),
+        "options": {"expires": _every},
+    },
+}

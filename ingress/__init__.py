@@ -1,0 +1,38 @@
+"""The Flask ingress: verifies, validates, records, enqueues, answers; reads for frontends.
+
+gunicorn runs "ingress:create_app()"; the CLI is `flask --app ingress <command>`.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask
+
+from shared.db import make_engine, make_sessionmaker
+from shared.settings import Settings
+
+
+def create_app(settings: Settings | None = None) -> Flask:
+    settings = settings or Settings.from_env()
+    app = Flask(__name__)
+    # One byte over the real limit: Werkzeug truncates an over-limit chunked body to this
+    # size instead of refusing it, so a body that reaches it is known to be too large.
+    app.config["BODY_LIMIT"] = settings.max_body_bytes
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes + 1
+    app.json.sort_keys = False
+    app.extensions["settings"] = settings
+    engine = make_engine(settings.database_url)
+    app.extensions["engine"] = engine
+    app.extensions["sessionmaker"] = make_sessionmaker(engine)
+
+    from ingress import api, cli, errors, hooks, ops
+    from ingress.db import close_session
+
+    errors.register(app)
+    app.teardown_appcontext(close_session)
+    for blueprint in (api.bp, hooks.bp, ops.bp, cli.bp):
+        app.register_blueprint(blueprint)
+    if not app.debug and not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return app

@@ -1,0 +1,104 @@
+"""CLI (Flask's): create-token and doctor (CONTRACT §1)."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+import requests
+from flask import Blueprint, current_app
+
+from ingress.db import session
+from ingress.ops import check_broker, check_database
+from shared.callbacks import ENDPOINTS
+from shared.jobs import create_token
+
+bp = Blueprint("cli", __name__, cli_group=None)
+
+
+@bp.cli.command("create-token")
+@click.option("--user", "external_id", required=True, help="The application's own user id.")
+@click.option("--admin", is_flag=True, help="Admins see and assign every job.")
+@click.option("--email", default=None)
+@click.option("--name", default=None)
+def create_token_command(external_id, admin, email, name):
+    """Create the user if missing and print a new API token (the only line on stdout)."""
+    db = session()
+    token = create_token(db, external_id.strip(), admin=admin, email=email, name=name)
+    db.commit()
+    click.echo(token)
+
+
+def _mask(secrets: tuple[bytes, ...]) -> str:
+    if not secrets:
+        return "NOT SET"
+    return ", ".join(f"{len(s)} bytes ({'signs and verifies' if i == 0 else 'verifies only'})" for i, s in enumerate(secrets))
+
+
+def _url(url: str | None) -> str:
+    """A URL with any password hidden."""
+    if not url or "@" not in url:
+        return url or "NOT SET"
+    scheme, _, rest = url.partition("://")
+    credentials, _, host = rest.rpartition("@")
+    user = credentials.split(":", 1)[0]
+    return f"{scheme}://{user}:***@{host}"
+
+
+def _probe_n8n(url: str) -> str | None:
+    try:
+        requests.head(url, timeout=3, allow_redirects=False)
+        return None
+    except requests.RequestException as exc:
+        return f"{type(exc).__name__}"
+
+
+@bp.cli.command("doctor")
+def doctor_command():
+    """Print the effective configuration, the callback URLs, and check what senders depend on."""
+    s = current_app.extensions["settings"]
+    problems: list[str] = []
+    out = click.echo
+    out("Configuration")
+    out(f"  database        {_url(s.database_url)}{'  (embedded default)' if s.embedded else ''}")
+    out(f"  broker          {_url(s.broker_url)}")
+    out(f"  public base URL {s.public_base_url}")
+    out(f"  n8n dispatch    {s.job_dispatch_url or 'NOT SET (N8N_JOB_WEBHOOK or N8N_BASE_URL)'}")
+    out(f"  n8n API key     {'set' if s.n8n_api_key else 'not set (no X-API-Key sent)'}")
+    out(f"  retry schedule  {', '.join(f'{v:g}' for v in s.retry_schedule)} s (±20 %)")
+    out(f"  tolerance       ±{s.tolerance_seconds} s; body limit {s.max_body_bytes} bytes; stale after {s.job_stale_after} s")
+    out("")
+    out("Callback URLs and the secret each expects")
+    for endpoint in ENDPOINTS.values():
+        variable = {"n8n_webhook_secrets": "N8N_WEBHOOK_SECRET", "webhook_secrets": "WEBHOOK_SECRET"}[endpoint.secrets_attr]
+        secrets = getattr(s, endpoint.secrets_attr)
+        schemes = "X-Timestamp + X-Signature (HMAC-SHA256 of '<ts>.<body>'), or Standard Webhooks"
+        if endpoint.allow_secret_header and s.webhook_allow_secret_header:
+            schemes += ", or X-Webhook-Secret"
+        out(f"  POST {s.public_base_url.rstrip('/')}{endpoint.path}")
+        out(f"       secret {variable}: {_mask(secrets)}")
+        out(f"       sign with {schemes}")
+        if not secrets:
+            problems.append(f"{variable} is not set: {endpoint.path} answers 503 not_configured")
+    out("")
+    out("Checks")
+    for name, problem in (("database", check_database()), ("broker", check_broker())):
+        out(f"  {name:<15} {'ok' if problem is None else 'FAILED: ' + problem}")
+        if problem:
+            problems.append(f"{name} unreachable: {problem}")
+    if s.job_dispatch_url:
+        problem = _probe_n8n(s.job_dispatch_url)
+        out(f"  {'n8n':<15} {'reachable' if problem is None else 'FAILED: ' + problem}")
+        if problem:
+            problems.append(f"n8n unreachable at {s.job_dispatch_url}: {problem}")
+    else:
+        problems.append("no n8n dispatch URL: jobs fail with 'not configured'")
+    if not s.n8n_webhook_secrets:
+        problems.append("N8N_WEBHOOK_SECRET is not set: dispatches cannot be signed")
+    out("")
+    if problems:
+        out("Problems")
+        for problem in problems:
+            out(f"  - {problem}")
+        sys.exit(1)
+    out("All good.")

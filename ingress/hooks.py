@@ -1,0 +1,75 @@
+"""Sender-facing webhooks (CONTRACT §4): verify, validate, record, enqueue, answer."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from flask import Blueprint, current_app, request
+
+from ingress.body import raw_body, require_json_content_type
+from ingress.db import session
+from ingress.errors import ApiError
+from shared import deliveries
+from shared.callbacks import ENDPOINTS, Endpoint, PayloadError, load
+from shared.queue import APPLY_DELIVERY, enqueue
+from shared.signing import SignatureError, verify
+
+log = logging.getLogger(__name__)
+bp = Blueprint("hooks", __name__)
+
+
+def receive(endpoint: Endpoint):
+    settings = current_app.extensions["settings"]
+    secrets = getattr(settings, endpoint.secrets_attr)
+    if not secrets:
+        raise ApiError(
+            503, "not_configured",
+            f"no secret is configured for {endpoint.path}; unsigned requests are never accepted",
+            headers={"Retry-After": "60"},
+        )
+    require_json_content_type()
+    body = raw_body()
+    try:
+        verified = verify(
+            secrets,
+            request.headers,
+            body,
+            now=time.time(),
+            tolerance=settings.tolerance_seconds,
+            allow_secret_header=endpoint.allow_secret_header and settings.webhook_allow_secret_header,
+        )
+    except SignatureError as exc:
+        log.info("%s refused: %s (%s)", endpoint.path, exc.code, exc.message)
+        raise ApiError(401, exc.code, exc.message) from None
+    try:
+        callback = load(endpoint, body)
+    except PayloadError as exc:
+        raise ApiError(400, exc.code, exc.message, exc.details) from None
+    delivery_id = verified.webhook_id or deliveries.delivery_id_for(request.headers, body)
+    db = session()
+    recorded = deliveries.record(db, endpoint.name, delivery_id, callback.job_id, body, request.headers)
+    db.commit()
+    if not recorded.duplicate:
+        # Only once committed; a broker that is down costs a delay (the sweep), not the delivery.
+        enqueue(APPLY_DELIVERY, delivery_pk=recorded.pk)
+    log.info(
+        "%s delivery %s for job %s accepted (%s%s)", endpoint.path, delivery_id, recorded.job_id,
+        verified.scheme, ", duplicate" if recorded.duplicate else "",
+    )
+    return {
+        "accepted": True,
+        "duplicate": recorded.duplicate,
+        "delivery_id": delivery_id,
+        "job_id": recorded.job_id,
+    }, 200
+
+
+def _register(endpoint: Endpoint) -> None:
+    bp.add_url_rule(
+        endpoint.path, endpoint=endpoint.name.replace(".", "_"), view_func=lambda: receive(endpoint), methods=["POST"]
+    )
+
+
+for _endpoint in ENDPOINTS.values():
+    _register(_endpoint)

@@ -1,0 +1,365 @@
+"""Jobs, users, tokens and notifications: the domain functions views and tasks call."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import secrets
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, insert, or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from shared import lifecycle
+from shared.models import ApiToken, Job, JobEvent, Notification, User, utcnow
+
+TOKEN_PREFIX = "abt_"
+
+
+class Conflict(Exception):
+    """A request that contradicts the state it targets: answered 409 with `code`."""
+
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class BadCursor(ValueError):
+    """A pagination cursor we did not issue."""
+
+
+# --- users and tokens ------------------------------------------------------------------
+
+
+def get_or_create_user(session: Session, external_id: str) -> User:
+    """The user with the application's own id `external_id`, created if unknown."""
+    user = session.scalar(select(User).where(User.external_id == external_id))
+    if user is not None:
+        return user
+    try:
+        with session.begin_nested():
+            user = User(external_id=external_id)
+            session.add(user)
+    except IntegrityError:  # created concurrently by another request or worker
+        user = session.scalar(select(User).where(User.external_id == external_id))
+    return user
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def create_token(session: Session, external_id: str, admin: bool = False, email=None, name=None) -> str:
+    """Create the user if missing and a new API token for it; the token is returned once."""
+    user = get_or_create_user(session, external_id)
+    if admin:
+        user.is_admin = True
+    if email:
+        user.email = email
+    if name:
+        user.name = name
+    token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    session.add(ApiToken(user_id=user.id, token_hash=hash_token(token), prefix=token[:10]))
+    return token
+
+
+def user_for_token(session: Session, token: str) -> User | None:
+    # Looked up by its SHA-256: no comparison of secrets happens in Python.
+    row = session.scalar(
+        select(ApiToken).where(ApiToken.token_hash == hash_token(token), ApiToken.revoked_at.is_(None))
+    )
+    return row.user if row else None
+
+
+# --- representation --------------------------------------------------------------------
+
+
+def iso(value: datetime | None) -> str | None:
+    if value is None:
+        return None
+    return value.isoformat().replace("+00:00", "Z")
+
+
+def job_view(job: Job, artifacts: dict | None = None) -> dict[str, Any]:
+    """The job as CONTRACT §3 shows it."""
+    return {
+        "id": job.id,
+        "job_type": job.job_type,
+        "status": job.status,
+        "phase": job.phase,
+        "progress": job.progress,
+        "params": job.params,
+        "result": job.result,
+        "error": job.error,
+        "user_id": job.user.external_id if job.user else None,
+        "external_id": job.external_id,
+        "source": job.source,
+        "attempts": job.attempts,
+        "created_at": iso(job.created_at),
+        "updated_at": iso(job.updated_at),
+        "completed_at": iso(job.completed_at),
+        "artifacts": artifacts or {},
+    }
+
+
+def event_view(event: JobEvent) -> dict[str, Any]:
+    return {
+        "id": str(event.id),
+        "kind": event.kind,
+        "status": event.status,
+        "progress": event.progress,
+        "message": event.message,
+        "data": event.data,
+        "created_at": iso(event.created_at),
+    }
+
+
+def notification_view(n: Notification) -> dict[str, Any]:
+    return {
+        "id": str(n.id),
+        "type": n.type,
+        "title": n.title,
+        "message": n.message,
+        "job_id": n.job_id,
+        "data": n.data,
+        "created_at": iso(n.created_at),
+        "read_at": iso(n.read_at),
+    }
+
+
+def job_detail(session: Session, job: Job) -> dict[str, Any]:
+    events = session.scalars(
+        select(JobEvent).where(JobEvent.job_id == job.id).order_by(JobEvent.id)
+    ).all()
+    return {**job_view(job), "events": [event_view(e) for e in events]}
+
+
+def etag(job: Job) -> str:
+    return f'"{hashlib.sha256(f"{job.id}:{job.revision}".encode()).hexdigest()[:32]}"'
+
+
+# --- cursors ---------------------------------------------------------------------------
+
+
+def encode_cursor(created_at: datetime, key: str | int) -> str:
+    raw = json.dumps([created_at.isoformat(), str(key)]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        stamp, key = json.loads(raw)
+        return datetime.fromisoformat(stamp), str(key)
+    except (ValueError, TypeError, UnicodeDecodeError):
+        raise BadCursor("the cursor is not one this API issued") from None
+
+
+def _page(session: Session, query, created_col, key_col, limit: int, cursor: str | None, key_type=str):
+    """Newest first, keyset-paginated on (created_at, key)."""
+    if cursor:
+        stamp, key = decode_cursor(cursor)
+        try:
+            key = key_type(key)
+        except ValueError:
+            raise BadCursor("the cursor is not one this API issued") from None
+        query = query.where(or_(created_col < stamp, and_(created_col == stamp, key_col < key)))
+    rows = session.scalars(query.order_by(created_col.desc(), key_col.desc()).limit(limit + 1)).all()
+    next_cursor = None
+    if len(rows) > limit:
+        rows = rows[:limit]
+        next_cursor = encode_cursor(rows[-1].created_at, getattr(rows[-1], key_col.key))
+    return rows, next_cursor
+
+
+# --- jobs ------------------------------------------------------------------------------
+
+
+def new_job_id() -> str:
+    return str(uuid.uuid4())
+
+
+def request_fingerprint(job_type: str, params: dict) -> str:
+    canonical = json.dumps({"job_type": job_type, "params": params}, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def create_job(
+    session: Session,
+    user: User,
+    job_type: str,
+    params: dict,
+    idempotency_key: str | None = None,
+    source: str = "api",
+    dispatch_url: str | None = None,
+) -> tuple[Job, bool]:
+    """Create a pending job due for dispatch now; returns (job, created).
+
+    With an idempotency key, the same key from the same user returns the first job, and a
+    different body under that key raises Conflict(idempotency_conflict).
+    """
+    fingerprint = request_fingerprint(job_type, params)
+    if idempotency_key is not None:
+        existing = _job_for_key(session, user, idempotency_key)
+        if existing is not None:
+            return _same_request(existing, fingerprint), False
+    now = utcnow()
+    job = Job(
+        id=new_job_id(),
+        job_type=job_type,
+        status=lifecycle.PENDING,
+        progress=0,
+        params=params,
+        user_id=user.id,
+        source=source,
+        attempts=0,
+        next_attempt_at=now,
+        dispatch_url=dispatch_url,
+        idempotency_key=idempotency_key,
+        request_hash=fingerprint,
+        created_at=now,
+        updated_at=now,
+    )
+    try:
+        with session.begin_nested():
+            session.add(job)
+    except IntegrityError:
+        # The same key raced us in another request; its job is the answer.
+        existing = _job_for_key(session, user, idempotency_key)
+        if existing is None:
+            raise
+        return _same_request(existing, fingerprint), False
+    job.user = user
+    return job, True
+
+
+def _job_for_key(session: Session, user: User, key: str | None) -> Job | None:
+    return session.scalar(select(Job).where(Job.user_id == user.id, Job.idempotency_key == key))
+
+
+def _same_request(job: Job, fingerprint: str) -> Job:
+    if job.request_hash != fingerprint:
+        raise Conflict("idempotency_conflict", "this Idempotency-Key was used with a different body")
+    return job
+
+
+def visible_jobs(user: User):
+    query = select(Job)
+    return query if user.is_admin else query.where(Job.user_id == user.id)
+
+
+def get_visible_job(session: Session, user: User, job_id: str, lock: bool = False) -> Job | None:
+    """The job if `user` may see it (their own, or any for admins); None otherwise."""
+    query = visible_jobs(user).where(Job.id == job_id)
+    if lock:
+        query = query.with_for_update(of=Job)
+    return session.scalar(query)
+
+
+def list_jobs(session: Session, user: User, status=None, job_type=None, limit=20, cursor=None):
+    query = visible_jobs(user)
+    if status:
+        query = query.where(Job.status == status)
+    if job_type:
+        query = query.where(Job.job_type == job_type)
+    return _page(session, query, Job.created_at, Job.id, limit, cursor)
+
+
+def touch(job: Job, now: datetime | None = None) -> None:
+    job.updated_at = now or utcnow()
+    job.revision = (job.revision or 0) + 1
+
+
+def cancel_job(session: Session, job: Job) -> Job:
+    if job.status in lifecycle.TERMINAL:
+        raise Conflict("not_cancellable", f"the job is already {job.status}")
+    now = utcnow()
+    job.status = lifecycle.CANCELLED
+    job.completed_at = now
+    job.next_attempt_at = None
+    touch(job, now)
+    return job
+
+
+def retry_job(session: Session, job: Job) -> Job:
+    if job.status not in (lifecycle.FAILED, lifecycle.CANCELLED):
+        raise Conflict("not_retryable", f"only failed or cancelled jobs are retried; this one is {job.status}")
+    now = utcnow()
+    job.status = lifecycle.PENDING
+    job.phase = None
+    job.progress = 0
+    job.error = None
+    job.failed_by = None
+    job.completed_at = None
+    job.attempts = 0  # a new attempt gets the whole retry schedule again
+    job.next_attempt_at = now
+    touch(job, now)
+    return job
+
+
+def assign_job(session: Session, job: Job, external_user_id: str | None) -> Job:
+    """Give a job to a user (created if unknown); its unowned notifications go along."""
+    user = get_or_create_user(session, external_user_id) if external_user_id else None
+    job.user_id = user.id if user else None
+    job.user = user
+    if user is not None:
+        session.execute(
+            update(Notification)
+            .where(
+                Notification.job_id == job.id,
+                Notification.user_id.is_(None),
+                Notification.type != "job_unassigned",
+            )
+            .values(user_id=user.id)
+        )
+    touch(job)
+    return job
+
+
+# --- notifications ---------------------------------------------------------------------
+
+
+def notify(session: Session, job: Job, type_: str, title: str, message: str, data=None, user_id=-1):
+    """Create a notification about `job` for its owner (or for `user_id` when given)."""
+    session.execute(
+        insert(Notification).values(
+            user_id=job.user_id if user_id == -1 else user_id,
+            type=type_,
+            title=title,
+            message=message,
+            job_id=job.id,
+            data={"job_type": job.job_type, "status": job.status, **(data or {})},
+            created_at=utcnow(),
+        )
+    )
+
+
+def visible_notifications(user: User):
+    query = select(Notification)
+    return query if user.is_admin else query.where(Notification.user_id == user.id)
+
+
+def list_notifications(session: Session, user: User, unread=None, job_id=None, limit=20, cursor=None):
+    query = visible_notifications(user)
+    if unread is True:
+        query = query.where(Notification.read_at.is_(None))
+    elif unread is False:
+        query = query.where(Notification.read_at.is_not(None))
+    if job_id:
+        query = query.where(Notification.job_id == job_id)
+    return _page(session, query, Notification.created_at, Notification.id, limit, cursor, key_type=int)
+
+
+def mark_read(session: Session, user: User, notification_id: str) -> Notification | None:
+    if not notification_id.isdigit() or len(notification_id) > 18:
+        return None  # not an id we issued (and would overflow BIGINT)
+    pk = int(notification_id)
+    n = session.scalar(visible_notifications(user).where(Notification.id == pk))
+    if n is not None and n.read_at is None:
+        n.read_at = utcnow()
+    return n

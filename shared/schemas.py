@@ -1,0 +1,188 @@
+"""Marshmallow schemas: one per payload. The same schemas feed /openapi.json."""
+
+from __future__ import annotations
+
+import math
+
+from marshmallow import INCLUDE, RAISE, Schema, ValidationError, fields, validate, validates_schema
+
+from shared import lifecycle
+
+JOB_TYPE = r"^[a-z][a-z0-9_.-]{0,63}$"
+ID_LENGTH = validate.Length(min=1, max=255)
+
+
+class Progress(fields.Field):
+    """0–100; an integer, or a float that is rounded (n8n's expressions yield floats)."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValidationError("Must be a number from 0 to 100.")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValidationError("Must be a number from 0 to 100.")
+        if not 0 <= value <= 100:
+            raise ValidationError("Must be a number from 0 to 100.")
+        return int(round(value))
+
+
+class ExternalUserId(fields.Field):
+    """The application's own user id: a string or an integer, kept as a string."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if isinstance(value, bool) or not isinstance(value, (str, int)):
+            raise ValidationError("Must be a string or an integer.")
+        value = str(value).strip()
+        if not 1 <= len(value) <= 255:
+            raise ValidationError("Must be 1 to 255 characters.")
+        return value
+
+
+class StatusWord(fields.String):
+    def _deserialize(self, value, attr, data, **kwargs):
+        word = super()._deserialize(value, attr, data, **kwargs)
+        if not lifecycle.is_known_word(word):
+            raise ValidationError(f"Unknown status word {word!r}; one of: {', '.join(lifecycle.WORDS)}.")
+        return word.strip().lower()
+
+
+class ErrorValue(fields.Field):
+    def _deserialize(self, value, attr, data, **kwargs):
+        if value is not None and not isinstance(value, (str, dict)):
+            raise ValidationError("Must be a string or an object.")
+        return value
+
+
+# --- app-facing API --------------------------------------------------------------------
+
+
+class JobCreateSchema(Schema):
+    class Meta:
+        unknown = RAISE
+
+    job_type = fields.String(required=True, validate=validate.Regexp(JOB_TYPE))
+    params = fields.Dict(load_default=dict)
+
+
+class JobAssignSchema(Schema):
+    class Meta:
+        unknown = RAISE
+
+    user_id = ExternalUserId(required=True, allow_none=True)
+
+
+class JobListQuerySchema(Schema):
+    class Meta:
+        unknown = RAISE
+
+    status = fields.String(validate=validate.OneOf(lifecycle.STATUSES))
+    job_type = fields.String(validate=validate.Regexp(JOB_TYPE))
+    limit = fields.Integer(load_default=20, validate=validate.Range(min=1, max=100))
+    cursor = fields.String()
+
+
+class NotificationListQuerySchema(Schema):
+    class Meta:
+        unknown = RAISE
+
+    unread = fields.Boolean()
+    job_id = fields.String(validate=ID_LENGTH)
+    limit = fields.Integer(load_default=20, validate=validate.Range(min=1, max=100))
+    cursor = fields.String()
+
+
+class JobEventSchema(Schema):
+    id = fields.String()
+    kind = fields.String()
+    status = fields.String(allow_none=True)
+    progress = fields.Integer(allow_none=True)
+    message = fields.String(allow_none=True)
+    data = fields.Raw(allow_none=True)
+    created_at = fields.String()
+
+
+class JobSchema(Schema):
+    id = fields.String()
+    job_type = fields.String()
+    status = fields.String(validate=validate.OneOf(lifecycle.STATUSES))
+    phase = fields.String(allow_none=True)
+    progress = fields.Integer()
+    params = fields.Dict()
+    result = fields.Raw(allow_none=True)
+    error = fields.Raw(allow_none=True)
+    user_id = fields.String(allow_none=True)
+    external_id = fields.String(allow_none=True)
+    source = fields.String(validate=validate.OneOf(["api", "callback", "action"]))
+    attempts = fields.Integer()
+    created_at = fields.String()
+    updated_at = fields.String()
+    completed_at = fields.String(allow_none=True)
+    artifacts = fields.Dict()
+
+
+class JobDetailSchema(JobSchema):
+    events = fields.List(fields.Nested(JobEventSchema))
+
+
+class JobPageSchema(Schema):
+    items = fields.List(fields.Nested(JobSchema))
+    next_cursor = fields.String(allow_none=True)
+
+
+class NotificationSchema(Schema):
+    id = fields.String()
+    type = fields.String()
+    title = fields.String()
+    message = fields.String()
+    job_id = fields.String(allow_none=True)
+    data = fields.Dict()
+    created_at = fields.String()
+    read_at = fields.String(allow_none=True)
+
+
+class NotificationPageSchema(Schema):
+    items = fields.List(fields.Nested(NotificationSchema))
+    next_cursor = fields.String(allow_none=True)
+
+
+class ErrorSchema(Schema):
+    error = fields.String(required=True)
+    message = fields.String(required=True)
+    details = fields.Dict()
+
+
+class AcceptedSchema(Schema):
+    accepted = fields.Boolean()
+    duplicate = fields.Boolean()
+    delivery_id = fields.String()
+    job_id = fields.String()
+
+
+# --- sender-facing webhooks ------------------------------------------------------------
+
+
+class JobStatusCallbackSchema(Schema):
+    """POST /api/n8n/hooks/job-status (CONTRACT §4); other keys are kept."""
+
+    class Meta:
+        unknown = INCLUDE
+
+    job_id = fields.String(required=True, validate=ID_LENGTH)
+    status = StatusWord(required=True)
+    progress = Progress(allow_none=True)
+    result = fields.Raw(allow_none=True)
+    error = ErrorValue(allow_none=True)
+    message = fields.String(allow_none=True)
+    user_id = ExternalUserId(allow_none=True)
+    job_type = fields.String(allow_none=True, validate=validate.Regexp(JOB_TYPE))
+
+    @validates_schema
+    def _job_id_not_blank(self, data, **kwargs):
+        if not data["job_id"].strip():
+            raise ValidationError("Must not be blank.", "job_id")
+
+
+job_create_schema = JobCreateSchema()
+job_assign_schema = JobAssignSchema()
+job_list_query_schema = JobListQuerySchema()
+notification_list_query_schema = NotificationListQuerySchema()
+job_status_callback_schema = JobStatusCallbackSchema()

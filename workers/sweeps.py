@@ -1,0 +1,51 @@
+"""Beat tasks: redeliver unapplied deliveries, send due dispatches, time out silent jobs."""
+
+from __future__ import annotations
+
+import logging
+
+from shared import sweeps
+from shared.queue import APPLY_DELIVERY, DISPATCH_JOB, celery_app, enqueue
+from workers.context import settings, transaction
+
+log = logging.getLogger(__name__)
+
+
+@celery_app.task(name="workers.sweeps.redeliver")
+def redeliver() -> int:
+    """Enqueue again the deliveries recorded but not applied in time."""
+    with transaction() as session:
+        pks = sweeps.unapplied_deliveries(session, settings())
+    for pk in pks:
+        enqueue(APPLY_DELIVERY, delivery_pk=pk)
+    if pks:
+        log.warning("redelivered %d unapplied deliveries", len(pks))
+    return len(pks)
+
+
+@celery_app.task(name="workers.sweeps.dispatch_due")
+def dispatch_due() -> int:
+    """Enqueue the dispatch of every pending job whose attempt is due."""
+    with transaction() as session:
+        job_ids = sweeps.due_dispatches(session)
+    for job_id in job_ids:
+        enqueue(DISPATCH_JOB, job_id=job_id)
+    return len(job_ids)
+
+
+@celery_app.task(name="workers.sweeps.watchdog")
+def watchdog() -> int:
+    """Fail the jobs n8n never called back about."""
+    with transaction() as session:
+        job_ids = sweeps.time_out_stale_jobs(session, settings())
+    if job_ids:
+        log.warning("timed out %d silent jobs: %s", len(job_ids), ", ".join(job_ids[:20]))
+    return len(job_ids)
+
+
+@celery_app.task(name="workers.sweeps.canary")
+def canary() -> str:
+    """Prove beat schedules and a worker consumes: /readyz and /metrics show its age."""
+    with transaction() as session:
+        sweeps.beat(session, "canary")
+    return "ok"
