@@ -19,7 +19,8 @@ enable_utc = True
 # in our own code (Delivery.attempts).
 task_acks_late = True
 task_reject_on_worker_lost = True
-task_acks_on_failure_or_timeout = True
+task_acks_on_failure = True
+task_acks_on_timeout = True
 worker_prefetch_multiplier = 1
 worker_cancel_long_running_tasks_on_connection_loss = True
 task_time_limit = 120

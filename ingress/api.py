@@ -76,13 +76,13 @@ def list_jobs():
 def get_job(job_id: str):
     job = _job_or_404(job_id)
     tag = jobs.etag(job)
-    if tag in request.if_none_match:
+    if request.if_none_match.contains(tag):
         response = jsonify()
         response.status_code = 304
         response.set_data(b"")
     else:
         response = jsonify(jobs.job_detail(session(), job))
-    response.headers["ETag"] = tag
+    response.set_etag(tag)
     response.headers["Cache-Control"] = "no-cache"
     return response
 

@@ -140,7 +140,8 @@ def job_detail(session: Session, job: Job) -> dict[str, Any]:
 
 
 def etag(job: Job) -> str:
-    return f'"{hashlib.sha256(f"{job.id}:{job.revision}".encode()).hexdigest()[:32]}"'
+    """The job's entity tag (unquoted): changes whenever anything shown of the job does."""
+    return hashlib.sha256(f"{job.id}:{job.revision}".encode()).hexdigest()[:32]
 
 
 # --- cursors ---------------------------------------------------------------------------

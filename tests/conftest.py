@@ -1,0 +1,138 @@
+"""Fixtures: a private PostgreSQL database and Redis db index per run, real processes.
+
+The environment is set here, before any project module is imported, because Celery's
+configuration (celeryconfig) is read from it once per process.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from helpers.env import (  # noqa: E402  (sets the environment first)
+    DB_NAME, N8N_API_KEY, N8N_SECRET, PG_ADMIN_URL, TEST_DATABASE_URL, TEST_REDIS_URL,
+)
+
+from sqlalchemy import create_engine, text  # noqa: E402
+
+from helpers import n8n_standin  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def database_url():
+    """A fresh PostgreSQL database for this run, migrated with Alembic, dropped after."""
+    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{DB_NAME}"'))
+    from alembic import command
+    from alembic.config import Config
+
+    config = Config(str(ROOT / "shared/migrations/alembic.ini"))
+    config.attributes["database_url"] = TEST_DATABASE_URL
+    config.attributes["configure_logger"] = False
+    command.upgrade(config, "head")
+    yield TEST_DATABASE_URL
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{DB_NAME}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def redis_client():
+    import redis
+
+    client = redis.Redis.from_url(TEST_REDIS_URL)
+    client.flushdb()
+    yield client
+    client.flushdb()
+
+
+@pytest.fixture(scope="session")
+def settings(database_url, n8n):
+    from shared.settings import Settings
+
+    return Settings.from_env({**os.environ, "N8N_JOB_WEBHOOK": n8n.url("/webhook/ai-job")})
+
+
+@pytest.fixture(scope="session")
+def engine(database_url):
+    from shared.db import make_engine
+
+    engine = make_engine(database_url)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def session(engine):
+    """A session whose work is rolled back after the test (savepoints inside)."""
+    from sqlalchemy.orm import Session
+
+    with engine.connect() as connection:
+        transaction = connection.begin()
+        db = Session(bind=connection, join_transaction_mode="create_savepoint", expire_on_commit=False)
+        yield db
+        db.close()
+        transaction.rollback()
+
+
+@pytest.fixture(scope="session")
+def app(settings, redis_client):
+    from ingress import create_app
+
+    return create_app(settings)
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture(scope="session")
+def n8n():
+    """The local HTTP server standing in for n8n."""
+    server = n8n_standin.N8nStandIn(secret=N8N_SECRET.encode(), api_key=N8N_API_KEY)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def stack(settings, n8n, redis_client, tmp_path_factory):
+    """gunicorn, a Celery worker and beat, as real processes on the test database."""
+    from helpers.processes import Stack
+
+    stack = Stack(
+        env={"N8N_JOB_WEBHOOK": n8n.url("/webhook/ai-job")},
+        workdir=tmp_path_factory.mktemp("stack"),
+    )
+    stack.start()
+    n8n.callback_base = stack.base_url
+    yield stack
+    stack.stop()
+
+
+@pytest.fixture
+def users(app):
+    """Make users with tokens: users("alice") -> (external_id, token); ids unique per test."""
+    from shared.jobs import create_token
+
+    made = {}
+
+    def make(name: str, admin: bool = False):
+        external_id = f"{name}-{secrets.token_hex(4)}"
+        with app.extensions["sessionmaker"].begin() as db:
+            token = create_token(db, external_id, admin=admin)
+        made[name] = (external_id, token)
+        return external_id, token
+
+    return make
+

@@ -1,0 +1,50 @@
+"""Helpers shared by the tests: auth headers, signing, waiting for an outcome."""
+
+from __future__ import annotations
+
+import json
+import time
+
+from shared.signing import hmac_signature, standard_webhooks_signature
+
+
+def bearer(token: str) -> dict:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def body_of(payload) -> bytes:
+    return payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+
+
+def hmac_headers(secret: str | bytes, body: bytes, timestamp: int | None = None, **extra) -> dict:
+    """X-Timestamp and X-Signature as a sender computes them."""
+    secret = secret.encode() if isinstance(secret, str) else secret
+    ts = int(time.time()) if timestamp is None else timestamp
+    return {
+        "Content-Type": "application/json",
+        "X-Timestamp": str(ts),
+        "X-Signature": hmac_signature(secret, ts, body),
+        **extra,
+    }
+
+
+def standard_headers(secret: bytes, webhook_id: str, body: bytes, timestamp: int | None = None) -> dict:
+    ts = int(time.time()) if timestamp is None else timestamp
+    return {
+        "Content-Type": "application/json",
+        "webhook-id": webhook_id,
+        "webhook-timestamp": str(ts),
+        "webhook-signature": standard_webhooks_signature(secret, webhook_id, ts, body),
+    }
+
+
+def wait_for(predicate, timeout: float = 20.0, interval: float = 0.1, message: str = "condition"):
+    """Poll `predicate` until it returns a truthy value; fail the test after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = predicate()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout} s waiting for {message} (last: {last!r})")

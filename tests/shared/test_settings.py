@@ -1,0 +1,41 @@
+"""Settings from the environment (CONTRACT §1)."""
+
+import base64
+
+import pytest
+
+from shared.settings import ConfigError, Settings
+
+
+def test_embedded_default_without_urls(tmp_path):
+    s = Settings.from_env({"VAR_DIR": str(tmp_path)})
+    assert s.database_url == f"sqlite:///{tmp_path}/app.db"
+    assert s.broker_url == f"sqla+sqlite:///{tmp_path}/broker.db"
+    assert s.public_base_url == "http://127.0.0.1:8000"
+    assert s.callback_url == "http://127.0.0.1:8000/api/n8n/hooks/job-status"
+    assert s.job_dispatch_url is None
+
+
+def test_urls_and_overrides():
+    s = Settings.from_env({
+        "DATABASE_URL": "postgres://u@h/db", "REDIS_URL": "redis://r:6379/0", "PORT": "9000",
+        "N8N_BASE_URL": "https://n8n.example.com/",
+    })
+    assert s.database_url == "postgresql+psycopg2://u@h/db"
+    assert s.broker_url == "redis://r:6379/0"
+    assert s.public_base_url == "http://127.0.0.1:9000"
+    assert s.job_dispatch_url == "https://n8n.example.com/webhook/ai-job"
+    assert Settings.from_env({"REDIS_URL": "redis://r", "CELERY_BROKER_URL": "amqp://x"}).broker_url == "amqp://x"
+
+
+def test_secrets_rotation_and_whsec():
+    raw = b"\x00\x01binary-secret"
+    s = Settings.from_env({"N8N_WEBHOOK_SECRET": f"first, whsec_{base64.b64encode(raw).decode()}"})
+    assert s.n8n_webhook_secrets == (b"first", raw)
+
+
+@pytest.mark.parametrize("env", [{"PORT": "eighty"}, {"DISPATCH_RETRY_SCHEDULE": "10,soon"}, {"N8N_WEBHOOK_SECRET": "whsec_%%%"}])
+def test_bad_values_are_named(env):
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_env(env)
+    assert list(env)[0] in str(caught.value) or "whsec_" in str(caught.value)
