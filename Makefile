@@ -1,6 +1,6 @@
 # `make run`: the whole service (web, worker, beat) on this machine; `make test`: the tests.
 PYTHON ?= python3
-VENV := .venv
+VENV ?= .venv
 BIN := $(VENV)/bin
 PORT ?= 8000
 
@@ -17,7 +17,7 @@ release: $(BIN)/activate
 	$(BIN)/alembic -c shared/migrations/alembic.ini upgrade head
 
 run: release
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/honcho start --port $(PORT) web worker beat
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/honcho start --port $(PORT) web worker beat
 
 test: $(BIN)/activate
 	$(BIN)/pytest
