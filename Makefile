@@ -3,6 +3,10 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 PORT ?= 8000
+# honcho gives each process type its own PORT (web gets $(PORT), the others +100, +200):
+# pin the callback URL the workers send to n8n to web's port.
+PUBLIC_BASE_URL ?= http://127.0.0.1:$(PORT)
+export PUBLIC_BASE_URL
 
 .PHONY: run test release
 

@@ -112,7 +112,7 @@ def apply(session: Session, pk: int) -> str:
     delivery = session.get(Delivery, pk)
     endpoint = ENDPOINTS[delivery.endpoint]
     callback = load(endpoint, delivery.body)
-    return apply_callback(session, endpoint.name, delivery.id, callback, now)
+    return apply_callback(session, endpoint.name, delivery.id, callback, now, received_at=delivery.received_at)
 
 
 def _find_job(session: Session, job_id: str) -> Job | None:
@@ -164,8 +164,15 @@ def _auto_create(session: Session, cb: Callback, job_type: str, now: datetime) -
 DEFAULT_JOB_TYPES = {"n8n.job-status": "external"}
 
 
-def apply_callback(session: Session, endpoint: str, delivery_pk: int | None, cb: Callback, now: datetime) -> str:
-    """Apply a sender's status report to its job (found, or auto-created) under a row lock."""
+def apply_callback(
+    session: Session, endpoint: str, delivery_pk: int | None, cb: Callback, now: datetime,
+    received_at: datetime | None = None,
+) -> str:
+    """Apply a sender's status report to its job (found, or auto-created) under a row lock.
+
+    Workers may apply two deliveries out of order; the event carries the time the delivery
+    was received, so the job's history reads in the order the sender sent it.
+    """
     job = _find_job(session, cb.job_id) or _auto_create(
         session, cb, DEFAULT_JOB_TYPES.get(endpoint, "external"), now
     )
@@ -182,7 +189,7 @@ def apply_callback(session: Session, endpoint: str, delivery_pk: int | None, cb:
             message=cb.message,
             data=cb.payload,
             delivery_pk=delivery_pk,
-            created_at=now,
+            created_at=received_at or now,
         )
     )
     if not transition.applies:

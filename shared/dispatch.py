@@ -138,8 +138,10 @@ def record(session: Session, settings: Settings, job_id: str, outcome: Outcome, 
         job.external_id = outcome.external_id
         data["external_id"] = outcome.external_id
     if job.status != lifecycle.PENDING:
-        # Cancelled meanwhile, or the sender already called back: the attempt is history.
-        event_status, message = "ignored", f"attempt {job.attempts} answered after the job became {job.status}"
+        # Cancelled meanwhile, or the sender called back before its answer reached us:
+        # the attempt is recorded as it went, the job stays as it is now.
+        event_status = "dispatched" if outcome.kind == "ok" else "ignored"
+        message = f"attempt {job.attempts} answered ({outcome.error or 'accepted'}) once the job was {job.status}"
     elif outcome.kind == "ok":
         job.status = lifecycle.DISPATCHED
         job.next_attempt_at = None

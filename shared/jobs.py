@@ -134,7 +134,7 @@ def notification_view(n: Notification) -> dict[str, Any]:
 
 def job_detail(session: Session, job: Job) -> dict[str, Any]:
     events = session.scalars(
-        select(JobEvent).where(JobEvent.job_id == job.id).order_by(JobEvent.id)
+        select(JobEvent).where(JobEvent.job_id == job.id).order_by(JobEvent.created_at, JobEvent.id)
     ).all()
     return {**job_view(job), "events": [event_view(e) for e in events]}
 

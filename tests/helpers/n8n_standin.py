@@ -118,7 +118,7 @@ class N8nStandIn:
 
     def _call_back(self, dispatch: dict) -> None:
         """Report progress then success, each body signed as the example workflow does."""
-        time.sleep(0.1)
+        time.sleep(0.3)  # after our dispatch's answer is recorded, as a real workflow would be
         for update in (
             {"job_id": dispatch["job_id"], "status": "running", "progress": 40, "message": "generating"},
             {"job_id": dispatch["job_id"], "status": "succeeded", "progress": 100, "result": {"text": "done"}},

@@ -30,7 +30,8 @@ def test_create_dispatch_callback_succeeded(stack, n8n, users):
     _, admin = users("admin", admin=True)
     job = create_job(stack, token, {"callback": True, "cv_url": "https://cv"})
 
-    done = job_when(stack, token, job["id"], lambda j: j["status"] == "succeeded", what="succeeded")
+    done = job_when(stack, token, job["id"], lambda j: j["status"] == "succeeded" and len(j["events"]) == 3,
+                    what="succeeded with its three events")
     assert done["progress"] == 100 and done["result"] == {"text": "done"} and done["phase"] == "succeeded"
     assert done["completed_at"] and done["attempts"] == 1
 
