@@ -68,7 +68,7 @@ def list_jobs():
         rows, next_cursor = jobs.list_jobs(session(), g.user, **query)
     except jobs.BadCursor as exc:
         raise ApiError(400, "validation_error", str(exc), {"cursor": [str(exc)]}) from None
-    return {"items": [jobs.job_view(job) for job in rows], "next_cursor": next_cursor}
+    return {"items": jobs.job_views(session(), rows), "next_cursor": next_cursor}
 
 
 @bp.get("/jobs/<job_id>")
@@ -120,7 +120,7 @@ def assign_job(job_id: str):
         raise ApiError(403, "forbidden", "only an admin assigns jobs")
     data = json_object(schemas.job_assign_schema)
     job = _change(job_id, lambda db, job: jobs.assign_job(db, job, data["user_id"]))
-    return jsonify(jobs.job_view(job)), 200
+    return jsonify(jobs.job_views(session(), [job])[0]), 200
 
 
 @bp.get("/notifications")

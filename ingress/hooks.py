@@ -48,7 +48,7 @@ def receive(endpoint: Endpoint):
         raise ApiError(400, exc.code, exc.message, exc.details) from None
     delivery_id = verified.webhook_id or deliveries.delivery_id_for(request.headers, body)
     db = session()
-    recorded = deliveries.record(db, endpoint.name, delivery_id, callback.job_id, body, request.headers)
+    recorded = deliveries.record(db, endpoint.name, delivery_id, callback, body, request.headers)
     db.commit()
     if not recorded.duplicate:
         # Only once committed; a broker that is down costs a delay (the sweep), not the delivery.

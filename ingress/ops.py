@@ -6,12 +6,12 @@ import logging
 
 from flask import Blueprint, Response, current_app, jsonify
 from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily
 from sqlalchemy import func, select, text
 
 from ingress.db import session
 from ingress.openapi import spec
-from shared.models import Delivery, Heartbeat, Job, utcnow
+from shared.models import Delivery, Heartbeat, Job, JobImage, utcnow
 from shared.queue import celery_app
 
 log = logging.getLogger(__name__)
@@ -80,11 +80,56 @@ class DatabaseCollector:
             duplicates.add_metric([endpoint], dups)
             pending.add_metric([endpoint], unapplied)
         yield from (received, duplicates, pending)
+        yield from self._outcomes()
+        yield self._histogram(
+            "bridge_delivery_apply_seconds", "Seconds from a delivery's receipt to its application",
+            Delivery.apply_ms, APPLY_MS_BUCKETS, 1000.0, Delivery.endpoint,
+        )
+        yield self._histogram(
+            "bridge_image_size_bytes", "Sizes of the generated images stored", JobImage.size_bytes,
+            IMAGE_BYTES_BUCKETS, 1.0,
+        )
         canary = GaugeMetricFamily("bridge_beat_canary_age_seconds", "Seconds since beat's canary task last ran in a worker")
         last = self.db.scalar(select(Heartbeat.beat_at).where(Heartbeat.name == "canary"))
         if last is not None:
             canary.add_metric([], (utcnow() - last).total_seconds())
         yield canary
+
+
+    def _outcomes(self):
+        reports = GaugeMetricFamily(
+            "bridge_deliveries_by_status", "Deliveries recorded per endpoint and reported status (succeeded, failed, ...)",
+            labels=["endpoint", "status"],
+        )
+        rows = self.db.execute(
+            select(Delivery.endpoint, Delivery.status, func.count()).group_by(Delivery.endpoint, Delivery.status)
+        )
+        for endpoint, status, count in rows:
+            reports.add_metric([endpoint, status or "unknown"], count)
+        yield reports
+
+    def _histogram(self, name, documentation, column, buckets, scale, label=None):
+        """A histogram computed in SQL from a column (divided by `scale` for the unit)."""
+        columns = [func.count().filter(column <= bound) for bound in buckets]
+        columns += [func.count(column), func.coalesce(func.sum(column), 0)]
+        query = select(*([label] if label is not None else []), *columns).where(column.is_not(None))
+        if label is not None:
+            query = query.group_by(label)
+        family = HistogramMetricFamily(name, documentation, labels=["endpoint"] if label is not None else None)
+        for row in self.db.execute(query):
+            values = list(row)
+            labels = [values.pop(0)] if label is not None else []
+            counts, total, summed = values[: len(buckets)], values[len(buckets)], values[len(buckets) + 1]
+            family.add_metric(
+                labels,
+                [(f"{bound / scale:g}", count) for bound, count in zip(buckets, counts)] + [("+Inf", total)],
+                sum_value=float(summed) / scale,
+            )
+        return family
+
+
+APPLY_MS_BUCKETS = (5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000)
+IMAGE_BYTES_BUCKETS = tuple(kib * 1024 for kib in (64, 256, 512, 1024, 2048, 4096, 8192, 16384))
 
 
 @bp.get("/metrics")

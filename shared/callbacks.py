@@ -8,7 +8,7 @@ from typing import Any, Callable
 
 from marshmallow import Schema, ValidationError
 
-from shared import schemas
+from shared import lifecycle, schemas
 
 
 class PayloadError(ValueError):
@@ -33,6 +33,8 @@ class Callback:
     error: Any = None
     user_id: str | None = None
     job_type: str | None = None
+    # What a completion produced: {"images": [...], "metadata": {...}} or {"book": {...}}.
+    artifacts: dict | None = None
     payload: dict = field(default_factory=dict)
 
 
@@ -43,7 +45,10 @@ class Endpoint:
     secrets_attr: str  # the Settings attribute holding this endpoint's secrets
     schema: Schema
     read: Callable[[dict], Callback]
+    job_type: str  # of a job auto-created from this endpoint's callbacks
     allow_secret_header: bool = False
+    # The backends' own documentation annotates payloads with `// ...` (seed 002).
+    tolerate_comments: bool = False
 
 
 def parse_json(body: bytes) -> Any:
@@ -54,9 +59,36 @@ def parse_json(body: bytes) -> Any:
         raise PayloadError("invalid_json", f"the body is not valid UTF-8 JSON: {exc}") from None
 
 
+def strip_line_comments(text: str) -> str:
+    """Remove `// ...` to the end of the line, outside JSON strings."""
+    out, i, in_string = [], 0, False
+    while i < len(text):
+        char = text[i]
+        if in_string:
+            if char == "\\":  # an escape: keep it and the character it escapes
+                out.append(text[i:i + 2])
+                i += 2
+                continue
+            in_string = char != '"'
+        elif char == '"':
+            in_string = True
+        elif text.startswith("//", i):
+            end = text.find("\n", i)
+            i = len(text) if end < 0 else end
+            continue
+        out.append(char)
+        i += 1
+    return "".join(out)
+
+
 def load(endpoint: Endpoint, body: bytes) -> Callback:
     """Validate a raw body against the endpoint's schema and read it as a Callback."""
-    payload = parse_json(body)
+    try:
+        payload = parse_json(body)
+    except PayloadError:
+        if not endpoint.tolerate_comments or b"//" not in body:
+            raise
+        payload = parse_json(strip_line_comments(body.decode("utf-8", errors="replace")).encode())
     if not isinstance(payload, dict):
         raise PayloadError("validation_error", "the body must be a JSON object")
     try:
@@ -80,12 +112,71 @@ def _read_job_status(data: dict) -> Callback:
     )
 
 
+def _sender_error(data: dict):
+    return data.get("error_message") or data.get("message")
+
+
+def _read_image_completion(data: dict) -> Callback:
+    image_data = data.get("data") or {}
+    images = image_data.get("images") or []
+    succeeded = lifecycle.canonical(data["status"]) == lifecycle.SUCCEEDED
+    metadata = image_data.get("metadata") or {}
+    return Callback(
+        job_id=data["job_id"].strip(),
+        word=data["status"],
+        progress=data.get("progress"),
+        message=data.get("message"),
+        result={"images_count": len(images), "model": metadata.get("model_name"),
+                "generated_at": image_data.get("generated_at")} if succeeded else None,
+        error=_sender_error(data),
+        user_id=data.get("user_id"),
+        artifacts={"images": images, "metadata": metadata} if succeeded else None,
+    )
+
+
+def _read_book_completion(data: dict) -> Callback:
+    book = data.get("book_data") or {}
+    succeeded = lifecycle.canonical(data["status"]) == lifecycle.SUCCEEDED
+    return Callback(
+        job_id=data["job_id"].strip(),
+        word=data["status"],
+        progress=data.get("progress"),
+        message=data.get("message"),
+        result={"book_title": book.get("book_title"), "chapter_count": len(book.get("chapters") or []),
+                "word_count": book.get("word_count")} if succeeded else None,
+        error=_sender_error(data),
+        user_id=data.get("user_id"),
+        artifacts={"book": book} if succeeded else None,
+    )
+
+
 JOB_STATUS = Endpoint(
     name="n8n.job-status",
     path="/api/n8n/hooks/job-status",
     secrets_attr="n8n_webhook_secrets",
     schema=schemas.job_status_callback_schema,
     read=_read_job_status,
+    job_type="external",
+)
+IMAGE_COMPLETION = Endpoint(
+    name="backend.image-completion",
+    path="/api/webhooks/image-completion",
+    secrets_attr="webhook_secrets",
+    schema=schemas.image_completion_schema,
+    read=_read_image_completion,
+    job_type="image_generation",
+    allow_secret_header=True,
+    tolerate_comments=True,
+)
+BOOK_COMPLETION = Endpoint(
+    name="backend.book-completion",
+    path="/api/webhooks/book-completion",
+    secrets_attr="webhook_secrets",
+    schema=schemas.book_completion_schema,
+    read=_read_book_completion,
+    job_type="book_generation",
+    allow_secret_header=True,
+    tolerate_comments=True,
 )
 
-ENDPOINTS: dict[str, Endpoint] = {e.name: e for e in (JOB_STATUS,)}
+ENDPOINTS: dict[str, Endpoint] = {e.name: e for e in (JOB_STATUS, IMAGE_COMPLETION, BOOK_COMPLETION)}

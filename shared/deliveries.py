@@ -10,8 +10,8 @@ from datetime import datetime
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from shared import lifecycle
-from shared.callbacks import ENDPOINTS, Callback, load
+from shared import artifacts, lifecycle
+from shared.callbacks import ENDPOINTS, Callback, Endpoint, load
 from shared.db import insert_ignoring_conflict
 from shared.jobs import get_or_create_user, notify, touch
 from shared.models import Delivery, Job, JobEvent, utcnow
@@ -47,7 +47,9 @@ class Recorded:
     duplicate: bool
 
 
-def record(session: Session, endpoint: str, delivery_id: str, job_id: str, body: bytes, headers) -> Recorded:
+def record(
+    session: Session, endpoint: str, delivery_id: str, callback: Callback, body: bytes, headers
+) -> Recorded:
     """Record an accepted delivery, or find the one already recorded under its id."""
     now = utcnow()
     kept = {name: headers.get(name) for name in KEPT_HEADERS if headers.get(name) is not None}
@@ -57,7 +59,8 @@ def record(session: Session, endpoint: str, delivery_id: str, job_id: str, body:
         dict(
             endpoint=endpoint,
             delivery_id=delivery_id,
-            job_id=job_id,
+            job_id=callback.job_id,
+            status=lifecycle.canonical(callback.word) or lifecycle.PENDING,
             body=body,
             headers=kept,
             received_at=now,
@@ -112,7 +115,8 @@ def apply(session: Session, pk: int) -> str:
     delivery = session.get(Delivery, pk)
     endpoint = ENDPOINTS[delivery.endpoint]
     callback = load(endpoint, delivery.body)
-    return apply_callback(session, endpoint.name, delivery.id, callback, now, received_at=delivery.received_at)
+    delivery.apply_ms = max(0, int((now - delivery.received_at).total_seconds() * 1000))
+    return apply_callback(session, endpoint, delivery.id, callback, now, received_at=delivery.received_at)
 
 
 def _find_job(session: Session, job_id: str) -> Job | None:
@@ -161,11 +165,8 @@ def _auto_create(session: Session, cb: Callback, job_type: str, now: datetime) -
     return job
 
 
-DEFAULT_JOB_TYPES = {"n8n.job-status": "external"}
-
-
 def apply_callback(
-    session: Session, endpoint: str, delivery_pk: int | None, cb: Callback, now: datetime,
+    session: Session, endpoint: Endpoint, delivery_pk: int | None, cb: Callback, now: datetime,
     received_at: datetime | None = None,
 ) -> str:
     """Apply a sender's status report to its job (found, or auto-created) under a row lock.
@@ -173,9 +174,7 @@ def apply_callback(
     Workers may apply two deliveries out of order; the event carries the time the delivery
     was received, so the job's history reads in the order the sender sent it.
     """
-    job = _find_job(session, cb.job_id) or _auto_create(
-        session, cb, DEFAULT_JOB_TYPES.get(endpoint, "external"), now
-    )
+    job = _find_job(session, cb.job_id) or _auto_create(session, cb, endpoint.job_type, now)
     if job.user_id is None and cb.user_id:
         job.user = get_or_create_user(session, cb.user_id)
         job.user_id = job.user.id
@@ -193,6 +192,9 @@ def apply_callback(
         )
     )
     if not transition.applies:
+        if cb.artifacts and job.status == lifecycle.SUCCEEDED:
+            # Succeeded without them before (say, through n8n's hook): keep what this brings.
+            artifacts.store(session, job.id, cb.artifacts)
         touch(job, now)
         return f"job {job.id} is {job.status}: {cb.word!r} recorded as an event only"
     previous = job.status
@@ -211,6 +213,8 @@ def apply_callback(
         job.completed_at = now
     elif job.status == lifecycle.CANCELLED:
         job.completed_at = now
+    if cb.artifacts and job.status == lifecycle.SUCCEEDED:
+        artifacts.store(session, job.id, cb.artifacts)
     touch(job, now)
     if job.status != previous and job.status in (lifecycle.SUCCEEDED, lifecycle.FAILED):
         notify_outcome(session, job)
@@ -218,9 +222,18 @@ def apply_callback(
 
 
 def notify_outcome(session: Session, job: Job) -> None:
-    """The one notification of a transition into succeeded or failed."""
-    if job.status == lifecycle.SUCCEEDED:
-        notify(session, job, "job_succeeded", "Job succeeded", f"Your {job.job_type} job is done.")
-    else:
+    """The one notification of a transition into succeeded or failed, with what a frontend shows."""
+    if job.status == lifecycle.FAILED:
         reason = job.error if isinstance(job.error, str) else "see the job's error"
         notify(session, job, "job_failed", "Job failed", f"Your {job.job_type} job failed: {reason}")
+        return
+    produced = artifacts.summary(session, job.id)
+    if "images_count" in produced:
+        count = produced["images_count"]
+        title, message = "Images ready", f"{count} image{'s' if count != 1 else ''} generated."
+    elif "chapter_count" in produced:
+        title = "Book ready"
+        message = f"“{produced['book_title']}” is ready: {produced['chapter_count']} chapters."
+    else:
+        title, message = "Job succeeded", f"Your {job.job_type} job is done."
+    notify(session, job, "job_succeeded", title, message, data=produced)

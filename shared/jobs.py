@@ -14,7 +14,7 @@ from sqlalchemy import and_, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from shared import lifecycle
+from shared import artifacts, lifecycle
 from shared.models import ApiToken, Job, JobEvent, Notification, User, utcnow
 
 TOKEN_PREFIX = "abt_"
@@ -132,11 +132,17 @@ def notification_view(n: Notification) -> dict[str, Any]:
     }
 
 
+def job_views(session: Session, jobs: list[Job]) -> list[dict[str, Any]]:
+    """Several jobs as CONTRACT §3 shows them, artifacts loaded in a few queries."""
+    produced = artifacts.for_jobs(session, [job.id for job in jobs])
+    return [job_view(job, produced[job.id]) for job in jobs]
+
+
 def job_detail(session: Session, job: Job) -> dict[str, Any]:
     events = session.scalars(
         select(JobEvent).where(JobEvent.job_id == job.id).order_by(JobEvent.created_at, JobEvent.id)
     ).all()
-    return {**job_view(job), "events": [event_view(e) for e in events]}
+    return {**job_views(session, [job])[0], "events": [event_view(e) for e in events]}
 
 
 def etag(job: Job) -> str:

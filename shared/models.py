@@ -157,6 +157,60 @@ class Delivery(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[Optional[str]] = mapped_column(Text)
     duplicates: Mapped[int] = mapped_column(Integer, default=0)
+    # The canonical status the sender reported, and how long applying it took: /metrics.
+    status: Mapped[Optional[str]] = mapped_column(String(16))
+    apply_ms: Mapped[Optional[int]] = mapped_column(Integer)
+
+
+class JobImage(Base):
+    """A generated image, stored once per job and position."""
+
+    __tablename__ = "job_images"
+    __table_args__ = (UniqueConstraint("job_id", "position", name="uq_job_images_job_position"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
+    position: Mapped[int] = mapped_column(Integer)
+    url: Mapped[Optional[str]] = mapped_column(Text)
+    file_path: Mapped[Optional[str]] = mapped_column(Text)
+    description: Mapped[Optional[str]] = mapped_column(Text)
+    format: Mapped[Optional[str]] = mapped_column(String(32))
+    size_bytes: Mapped[Optional[int]] = mapped_column(BigInteger)
+    width: Mapped[Optional[int]] = mapped_column(Integer)
+    height: Mapped[Optional[int]] = mapped_column(Integer)
+    model: Mapped[Optional[str]] = mapped_column(String(255))
+    generation_seconds: Mapped[Optional[float]]
+    created_at: Mapped[created]
+
+
+class Book(Base):
+    """A generated book, stored once per job."""
+
+    __tablename__ = "books"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), unique=True)
+    title: Mapped[str] = mapped_column(Text)
+    topic: Mapped[Optional[str]] = mapped_column(Text)
+    goal: Mapped[Optional[str]] = mapped_column(Text)
+    outline: Mapped[Optional[Any]] = mapped_column(JSONType, nullable=True)
+    word_count: Mapped[Optional[int]] = mapped_column(Integer)
+    chapter_count: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[created]
+
+    chapters: Mapped[list["BookChapter"]] = relationship(order_by="BookChapter.position", lazy="selectin")
+
+
+class BookChapter(Base):
+    __tablename__ = "book_chapters"
+    __table_args__ = (UniqueConstraint("book_id", "position", name="uq_book_chapters_book_position"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    book_id: Mapped[int] = mapped_column(ForeignKey("books.id", ondelete="CASCADE"))
+    position: Mapped[int] = mapped_column(Integer)
+    title: Mapped[Optional[str]] = mapped_column(Text)
+    description: Mapped[Optional[str]] = mapped_column(Text)
+    content: Mapped[Optional[str]] = mapped_column(Text)
 
 
 class Notification(Base):

@@ -160,8 +160,8 @@ class AcceptedSchema(Schema):
 # --- sender-facing webhooks ------------------------------------------------------------
 
 
-class JobStatusCallbackSchema(Schema):
-    """POST /api/n8n/hooks/job-status (CONTRACT §4); other keys are kept."""
+class _StatusReport(Schema):
+    """What every sender's status report carries; other keys are kept."""
 
     class Meta:
         unknown = INCLUDE
@@ -169,11 +169,8 @@ class JobStatusCallbackSchema(Schema):
     job_id = fields.String(required=True, validate=ID_LENGTH)
     status = StatusWord(required=True)
     progress = Progress(allow_none=True)
-    result = fields.Raw(allow_none=True)
-    error = ErrorValue(allow_none=True)
     message = fields.String(allow_none=True)
     user_id = ExternalUserId(allow_none=True)
-    job_type = fields.String(allow_none=True, validate=validate.Regexp(JOB_TYPE))
 
     @validates_schema
     def _job_id_not_blank(self, data, **kwargs):
@@ -181,8 +178,105 @@ class JobStatusCallbackSchema(Schema):
             raise ValidationError("Must not be blank.", "job_id")
 
 
+class JobStatusCallbackSchema(_StatusReport):
+    """POST /api/n8n/hooks/job-status (CONTRACT §4)."""
+
+    result = fields.Raw(allow_none=True)
+    error = ErrorValue(allow_none=True)
+    job_type = fields.String(allow_none=True, validate=validate.Regexp(JOB_TYPE))
+
+
 job_create_schema = JobCreateSchema()
 job_assign_schema = JobAssignSchema()
 job_list_query_schema = JobListQuerySchema()
 notification_list_query_schema = NotificationListQuerySchema()
 job_status_callback_schema = JobStatusCallbackSchema()
+
+
+# --- AI backends (seeds 001 and 002): their payloads exactly as they send them ----------
+
+DIMENSIONS = r"^\s*\d{1,6}\s*[xX×]\s*\d{1,6}\s*$"
+
+
+class _SenderStatus(_StatusReport):
+    """What the AI backends send with every status report."""
+
+    timestamp = fields.String(allow_none=True)
+    environment = fields.String(allow_none=True)
+    error_message = fields.String(allow_none=True)
+
+
+class ImageFileSchema(Schema):
+    class Meta:
+        unknown = INCLUDE
+
+    file_path = fields.String(allow_none=True)
+    url = fields.String(allow_none=True)
+    description = fields.String(allow_none=True)
+    format = fields.String(allow_none=True, validate=validate.Length(max=32))
+    size_bytes = fields.Integer(allow_none=True, strict=True, validate=validate.Range(min=0, max=2**62))
+    dimensions = fields.String(allow_none=True, validate=validate.Regexp(DIMENSIONS))
+
+
+class ImageDataSchema(Schema):
+    class Meta:
+        unknown = INCLUDE
+
+    job_id = fields.String(allow_none=True)
+    images = fields.List(fields.Nested(ImageFileSchema), allow_none=True)
+    metadata = fields.Dict(allow_none=True)
+    status = fields.String(allow_none=True)
+    generated_at = fields.String(allow_none=True)
+    original_prompt = fields.String(allow_none=True)
+
+
+class ImageCompletionSchema(_SenderStatus):
+    """POST /api/webhooks/image-completion: the image backend's payload (seed 001)."""
+
+    data = fields.Nested(ImageDataSchema, allow_none=True)
+
+    @validates_schema
+    def _completed_has_images(self, data, **kwargs):
+        if lifecycle.canonical(data["status"]) == lifecycle.SUCCEEDED and not (data.get("data") or {}).get("images"):
+            raise ValidationError("A completed image job needs a non-empty data.images.", "data")
+
+
+class ChapterSchema(Schema):
+    class Meta:
+        unknown = INCLUDE
+
+    title = fields.String(allow_none=True)
+    content = fields.String(allow_none=True)
+    description = fields.String(allow_none=True)
+
+
+class BookDataSchema(Schema):
+    class Meta:
+        unknown = INCLUDE
+
+    book_title = fields.String(allow_none=True)
+    topic = fields.String(allow_none=True)
+    goal = fields.String(allow_none=True)
+    outline = fields.List(fields.Raw(), allow_none=True)
+    chapters = fields.List(fields.Nested(ChapterSchema), allow_none=True)
+    generated_at = fields.String(allow_none=True)
+    word_count = fields.Integer(allow_none=True, strict=True, validate=validate.Range(min=0, max=2**31 - 1))
+    chapter_count = fields.Integer(allow_none=True, strict=True, validate=validate.Range(min=0, max=2**31 - 1))
+
+
+class BookCompletionSchema(_SenderStatus):
+    """POST /api/webhooks/book-completion: the book backend's payload (seed 002)."""
+
+    book_data = fields.Nested(BookDataSchema, allow_none=True)
+
+    @validates_schema
+    def _completed_has_a_book(self, data, **kwargs):
+        book = data.get("book_data") or {}
+        if lifecycle.canonical(data["status"]) == lifecycle.SUCCEEDED and not (
+            (book.get("book_title") or "").strip() and book.get("chapters")
+        ):
+            raise ValidationError("A completed book job needs book_data.book_title and book_data.chapters.", "book_data")
+
+
+image_completion_schema = ImageCompletionSchema()
+book_completion_schema = BookCompletionSchema()
