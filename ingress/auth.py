@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from functools import wraps
 
-from flask import g, request
+from flask import current_app, g, request
 
 from ingress.db import session
 from ingress.errors import ApiError
-from shared.jobs import user_for_token
+from ingress.limits import enforce
+from shared.jobs import hash_token, user_for_token
 
 
 def _unauthorized(message: str) -> ApiError:
@@ -27,6 +28,7 @@ def require_user(view):
         user = user_for_token(session(), token.strip())
         if user is None:
             raise _unauthorized("the token is not valid")
+        enforce("token", hash_token(token.strip())[:32], current_app.extensions["settings"].rate_limit_token)
         g.user = user
         return view(*args, **kwargs)
 

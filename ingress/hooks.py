@@ -10,6 +10,7 @@ from flask import Blueprint, current_app, request
 from ingress.body import raw_body, require_json_content_type
 from ingress.db import session
 from ingress.errors import ApiError
+from ingress.limits import enforce
 from shared import deliveries
 from shared.callbacks import ENDPOINTS, Endpoint, PayloadError, load
 from shared.queue import APPLY_DELIVERY, enqueue
@@ -35,13 +36,15 @@ def receive(endpoint: Endpoint):
             secrets,
             request.headers,
             body,
-            now=time.time(),
+            # Whole seconds, as the timestamps are: ± the tolerance exactly is still fresh.
+            now=int(current_app.extensions.get("clock", time.time)()),
             tolerance=settings.tolerance_seconds,
             allow_secret_header=endpoint.allow_secret_header and settings.webhook_allow_secret_header,
         )
     except SignatureError as exc:
         log.info("%s refused: %s (%s)", endpoint.path, exc.code, exc.message)
         raise ApiError(401, exc.code, exc.message) from None
+    enforce("sender", endpoint.name, settings.rate_limit_sender)
     try:
         callback = load(endpoint, body)
     except PayloadError as exc:

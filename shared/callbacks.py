@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
@@ -51,12 +52,50 @@ class Endpoint:
     tolerate_comments: bool = False
 
 
+MAX_DEPTH = 32  # of nested objects and arrays; senders' payloads need a handful
+
+
+def _refuse_constant(name: str):
+    raise ValueError(f"{name} is not JSON")  # NaN, Infinity: Python accepts them, PostgreSQL does not
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text} is out of range")  # 1e999 would become Infinity
+    return value
+
+
 def parse_json(body: bytes) -> Any:
-    """Decode a raw body, or raise PayloadError(invalid_json)."""
+    """Decode a raw body, or raise PayloadError: invalid_json, or validation_error when it
+    nests deeper than MAX_DEPTH or carries NUL characters (no column can store them)."""
     try:
-        return json.loads(body.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        value = json.loads(body.decode("utf-8-sig"), parse_constant=_refuse_constant, parse_float=_finite)
+    except RecursionError:
+        raise PayloadError("validation_error", f"the body nests deeper than {MAX_DEPTH} levels") from None
+    except (UnicodeDecodeError, ValueError) as exc:
         raise PayloadError("invalid_json", f"the body is not valid UTF-8 JSON: {exc}") from None
+    _check_shape(value)
+    return value
+
+
+def _check_shape(value: Any) -> None:
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                raise PayloadError("validation_error", "strings must not contain NUL (\\u0000) characters")
+            continue
+        if not isinstance(item, (dict, list)):
+            continue
+        if depth > MAX_DEPTH:
+            raise PayloadError("validation_error", f"the body nests deeper than {MAX_DEPTH} levels")
+        children = list(item.items()) if isinstance(item, dict) else [(None, v) for v in item]
+        for key, child in children:
+            if key is not None and "\x00" in key:
+                raise PayloadError("validation_error", "keys must not contain NUL (\\u0000) characters")
+            stack.append((child, depth + 1))
 
 
 def strip_line_comments(text: str) -> str:

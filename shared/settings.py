@@ -8,6 +8,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from shared.ratelimit import Limit
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_RETRY_SCHEDULE = (10, 60, 300, 900, 1800, 3600, 7200, 14400)
 
@@ -52,6 +54,16 @@ def _int(env: dict, name: str, default: int, minimum: int = 0) -> int:
     return value
 
 
+def _limit(env: dict, name: str, default: Limit) -> Limit | None:
+    raw = env.get(name)
+    if raw is None:
+        return default
+    try:
+        return Limit.parse(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{name}: {exc}") from None
+
+
 def _schedule(raw: str | None) -> tuple[float, ...]:
     if raw is None or raw.strip() == "":
         return DEFAULT_RETRY_SCHEDULE
@@ -90,6 +102,9 @@ class Settings:
     sweep_interval: float = 5.0
     dispatch_timeout: float = 10.0
     max_delivery_attempts: int = 10
+    # Abuse limits (kept in Redis; off without REDIS_URL): per API token, per sender endpoint.
+    rate_limit_token: Limit | None = Limit(1200, 60)
+    rate_limit_sender: Limit | None = Limit(60000, 60)
     var_dir: Path = field(default=PROJECT_ROOT / "var")
 
     @property
@@ -148,5 +163,7 @@ class Settings:
             sweep_interval=float(_int(env, "SWEEP_INTERVAL", 5, minimum=1)),
             dispatch_timeout=float(_int(env, "DISPATCH_TIMEOUT", 10, minimum=1)),
             max_delivery_attempts=_int(env, "MAX_DELIVERY_ATTEMPTS", 10, minimum=1),
+            rate_limit_token=_limit(env, "RATE_LIMIT_PER_TOKEN", Limit(1200, 60)),
+            rate_limit_sender=_limit(env, "RATE_LIMIT_PER_SENDER", Limit(60000, 60)),
             var_dir=var_dir,
         )

@@ -14,6 +14,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 SIGNATURE_BYTES = 32  # SHA-256
+MAX_SIGNATURES = 16  # in one webhook-signature header: enough for any rotation, bounded work
 _TIMESTAMP = re.compile(r"^[0-9]{1,15}$")
 
 
@@ -103,8 +104,11 @@ def _verify_standard(secrets, h, body, now, tolerance) -> Verified:
         )
     signed = _header_bytes(webhook_id) + b"." + _header_bytes(ts.strip()) + b"." + body
     expected = [hmac.new(s, signed, hashlib.sha256).digest() for s in secrets]
+    entries = header.split()
+    if len(entries) > MAX_SIGNATURES:
+        raise SignatureError("invalid_signature", f"webhook-signature carries more than {MAX_SIGNATURES} signatures")
     matched = False
-    for entry in header.split():
+    for entry in entries:
         version, _, value = entry.partition(",")
         if version != "v1":
             continue
