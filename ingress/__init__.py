@@ -9,6 +9,7 @@ import logging
 
 from flask import Flask
 
+from shared.actions import load_routes
 from shared.db import make_engine, make_sessionmaker
 from shared.settings import Settings
 
@@ -22,16 +23,18 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes + 1
     app.json.sort_keys = False
     app.extensions["settings"] = settings
+    # Read and checked once: a malformed ACTION_ROUTES_FILE stops startup (ConfigError).
+    app.extensions["action_routes"] = load_routes(settings.action_routes_file)
     engine = make_engine(settings.database_url)
     app.extensions["engine"] = engine
     app.extensions["sessionmaker"] = make_sessionmaker(engine)
 
-    from ingress import api, cli, errors, hooks, ops
+    from ingress import actions, api, cli, errors, hooks, ops
     from ingress.db import close_session
 
     errors.register(app)
     app.teardown_appcontext(close_session)
-    for blueprint in (api.bp, hooks.bp, ops.bp, cli.bp):
+    for blueprint in (api.bp, actions.bp, hooks.bp, ops.bp, cli.bp):
         app.register_blueprint(blueprint)
     if not app.debug and not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

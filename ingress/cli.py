@@ -1,7 +1,8 @@
-"""CLI (Flask's): create-token and doctor (CONTRACT §1)."""
+"""CLI (Flask's): create-token and doctor (CONTRACT §1), action-routes (§5)."""
 
 from __future__ import annotations
 
+import re
 import sys
 
 import click
@@ -10,6 +11,7 @@ from flask import Blueprint, current_app
 
 from ingress.db import session
 from ingress.ops import check_broker, check_database
+from shared import actions
 from shared.callbacks import ENDPOINTS
 from shared.jobs import create_token
 
@@ -102,3 +104,31 @@ def doctor_command():
             out(f"  - {problem}")
         sys.exit(1)
     out("All good.")
+
+
+@bp.cli.command("action-routes")
+@click.argument("action_type", required=False)
+def action_routes_command(action_type):
+    """Print the CRM action routing table; with ACTION_TYPE, where that action would go."""
+    if action_type is not None and not re.match(actions.ACTION_TYPE, action_type):
+        raise click.BadParameter("must look like VERBE_ENTITE_METHODE, e.g. RELANCE_CANDIDAT_EMAIL", param_hint="ACTION_TYPE")
+    s = current_app.extensions["settings"]
+    table = current_app.extensions["action_routes"]
+    out = click.echo
+    origin = "ACTION_ROUTES_FILE" if s.action_routes_file else "shipped default"
+    out(f"Routing table {table.path} ({origin}); the longest matching prefix wins")
+    width = max([len(rule.prefix) for rule in table.rules] + [len("(default)")])
+    for rule in (*table.rules, table.default):
+        url = rule.url(s.n8n_base_url) or "NOT SET (N8N_BASE_URL)"
+        out(f"  {rule.prefix or '(default)':<{width}}  {rule.route:<30}  {url}")
+    if action_type is None:
+        return
+    rule = table.route_for(action_type)
+    known = actions.catalogue().get(action_type)
+    out("")
+    out(action_type)
+    out(f"  matches    {rule.prefix or 'no prefix: the default route'}")
+    out(f"  route      {rule.route}")
+    url = rule.url(s.n8n_base_url) or "NOT SET: set N8N_BASE_URL (until then its dispatches fail with 'not configured')"
+    out(f"  URL        {url}")
+    out(f"  catalogue  {'yes: ' + known['description'] if known else 'no (known_action: false)'}")

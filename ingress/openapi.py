@@ -7,7 +7,7 @@ from functools import lru_cache
 from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
 
-from shared import schemas
+from shared import actions, schemas
 from shared.callbacks import ENDPOINTS
 
 ERRORS = {
@@ -75,6 +75,17 @@ def _operations() -> dict:
             "parameters": [JOB_ID],
             "post": {"summary": "Cancel a job that is not terminal", "responses": _responses({202: ("Cancelled", "Job")}, (401, 404, 409))},
         },
+        "/api/actions": {
+            "post": {
+                "summary": "Record a CRM action; it is routed by actionType prefix and dispatched to n8n",
+                "parameters": [{"name": "Idempotency-Key", "in": "header", "schema": {"type": "string", "maxLength": 255}}],
+                "requestBody": {"required": True, **_json("Action")},
+                "responses": _responses(
+                    {202: ("Recorded as a crm_action job", "ActionAccepted"), 200: ("Same Idempotency-Key: the first action", "ActionAccepted")},
+                    (400, 401, 409, 413, 415, 503),
+                ),
+            }
+        },
         "/api/notifications": {
             "get": {
                 "summary": "List notifications, newest first",
@@ -119,6 +130,8 @@ def _build() -> dict:
         "JobPage", "Notification", "NotificationPage", "Error", "Accepted",
     ):
         api.components.schema(name, schema=getattr(schemas, f"{name}Schema"))
+    for name in ("Action", "ActionAccepted"):
+        api.components.schema(name, schema=getattr(actions, f"{name}Schema"))
     for endpoint in ENDPOINTS.values():
         name = type(endpoint.schema).__name__.removesuffix("Schema")
         api.components.schema(name, schema=type(endpoint.schema))

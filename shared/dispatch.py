@@ -14,7 +14,7 @@ import requests
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from shared import lifecycle
+from shared import actions, lifecycle
 from shared.deliveries import notify_outcome
 from shared.jobs import touch
 from shared.models import Job, JobEvent, utcnow
@@ -53,17 +53,23 @@ def claim(session: Session, job_id: str, now: datetime) -> Job | None:
 def build_request(settings: Settings, job: Job, now: float) -> tuple[str | None, dict, bytes]:
     """URL, headers and exact body bytes of the dispatch of `job`."""
     url = job.dispatch_url or settings.job_dispatch_url
-    body = json.dumps(
-        {
+    # Keyed on the source: only POST /api/actions makes these, so a POST /api/jobs that
+    # happens to say job_type "crm_action" keeps the plain job body.
+    if job.source == actions.JOB_SOURCE:
+        # An action posted while N8N_BASE_URL was unset holds its route name: resolved now.
+        url = actions.route_url(job.dispatch_url, settings.n8n_base_url)
+        payload = actions.envelope(job.params, job.id, settings.callback_url, settings.action_source, now)
+        payload["attempt"] = job.attempts
+    else:
+        payload = {
             "job_id": job.id,
             "user_id": job.user.external_id if job.user else None,
             "job_type": job.job_type,
             "params": job.params,
             "callback_url": settings.callback_url,
             "attempt": job.attempts,
-        },
-        separators=(",", ":"),
-    ).encode()
+        }
+    body = json.dumps(payload, separators=(",", ":")).encode()
     timestamp = str(int(now))
     headers = {
         "Content-Type": "application/json",

@@ -111,7 +111,8 @@ def stack(settings, n8n, redis_client, tmp_path_factory):
     from helpers.processes import Stack
 
     stack = Stack(
-        env={"N8N_JOB_WEBHOOK": n8n.url("/webhook/ai-job")},
+        # N8N_BASE_URL: CRM actions are routed to $N8N_BASE_URL/webhook/<route>.
+        env={"N8N_JOB_WEBHOOK": n8n.url("/webhook/ai-job"), "N8N_BASE_URL": n8n.url("")},
         workdir=tmp_path_factory.mktemp("stack"),
     )
     stack.start()
