@@ -35,7 +35,7 @@ def json_object(schema: Schema) -> dict:
     try:
         payload = parse_json(body) if body.strip() else {}
     except PayloadError as exc:
-        raise ApiError(400, exc.code, exc.message) from None
+        raise ApiError(400, exc.code, exc.message, exc.details) from None
     if not isinstance(payload, dict):
         raise ApiError(400, "validation_error", "the body must be a JSON object")
     return load(schema, payload)

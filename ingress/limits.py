@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 from flask import current_app
 
 from ingress.errors import ApiError
@@ -13,7 +15,10 @@ def _limiter() -> RateLimiter | None:
     extensions = current_app.extensions
     if "ratelimiter" not in extensions:
         url = extensions["settings"].redis_url
-        client = redis.Redis.from_url(url, socket_timeout=0.25, socket_connect_timeout=0.25) if url else None
+        # No retries: redis-py's default retries a refused connection for seconds, on every request.
+        client = redis.Redis.from_url(
+            url, socket_timeout=0.25, socket_connect_timeout=0.25, retry=Retry(NoBackoff(), 0)
+        ) if url else None
         extensions["ratelimiter"] = RateLimiter(client) if client else None
     return extensions["ratelimiter"]
 

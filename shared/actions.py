@@ -46,18 +46,6 @@ LEGACY_MIRROR = {"typeAction": "actionType", "resultat": "decisionType", "execut
 # --- the payload -----------------------------------------------------------------------
 
 
-class Identifier(ExternalUserId):
-    """A string or an integer, kept as a string, that the database can compare (no lone surrogates)."""
-
-    def _deserialize(self, value, attr, data, **kwargs):
-        value = super()._deserialize(value, attr, data, **kwargs)
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            raise ValidationError("Must be valid Unicode text.") from None
-        return value
-
-
 class ActionSchema(Schema):
     """POST /api/actions: the enriched format, the legacy one, or a mix (CONTRACT §5)."""
 
@@ -68,20 +56,20 @@ class ActionSchema(Schema):
     actionSource = fields.String(allow_none=True, validate=validate.Regexp(ACTION_SOURCE, error="Must be role.section.page, e.g. admin.candidats.detail."))
     actionButton = fields.String(allow_none=True, validate=validate.Length(max=255))
     entiteType = fields.String(allow_none=True, validate=validate.OneOf(ENTITY_TYPES))
-    entiteId = Identifier(allow_none=True)
+    entiteId = ExternalUserId(allow_none=True)
     entiteData = fields.Dict(allow_none=True)
-    decidePar = Identifier(allow_none=True)
+    decidePar = ExternalUserId(allow_none=True)
     decisionType = fields.String(allow_none=True, validate=validate.Length(max=255))
     commentaire = fields.String(allow_none=True)
     metadonnees = fields.Dict(allow_none=True)
-    notificationId = Identifier(allow_none=True)
+    notificationId = ExternalUserId(allow_none=True)
     notificationCategorie = fields.String(allow_none=True, validate=validate.Length(max=255))
     notificationType = fields.String(allow_none=True, validate=validate.Length(max=255))
     notificationTitre = fields.String(allow_none=True)
     # The legacy format.
     typeAction = fields.String(allow_none=True, validate=validate.Regexp(ACTION_TYPE, error="Must look like VERBE_ENTITE_METHODE (^[A-Z][A-Z0-9]*(_[A-Z0-9]+)*$)."))
     resultat = fields.String(allow_none=True, validate=validate.Length(max=255))
-    executedBy = Identifier(allow_none=True)
+    executedBy = ExternalUserId(allow_none=True)
     metadata = fields.Dict(allow_none=True)
 
     # Decided on the body as sent: a field that failed its own check still tells which

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
@@ -53,6 +54,8 @@ class Endpoint:
 
 
 MAX_DEPTH = 32  # of nested objects and arrays; senders' payloads need a handful
+# NUL and lone surrogates (JSON allows "\\u0000" and "\\ud800"): no text column stores them.
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
 
 def _refuse_constant(name: str):
@@ -80,22 +83,28 @@ def parse_json(body: bytes) -> Any:
 
 
 def _check_shape(value: Any) -> None:
-    stack = [(value, 1)]
+    """Refuse what no column can store, naming where it is: {"data.images.0.url": [...]}."""
+    stack = [(value, 1, "")]
     while stack:
-        item, depth = stack.pop()
+        item, depth, path = stack.pop()
         if isinstance(item, str):
-            if "\x00" in item:
-                raise PayloadError("validation_error", "strings must not contain NUL (\\u0000) characters")
+            if _UNSTORABLE.search(item):
+                _refuse(path, "Must not contain NUL or lone surrogate characters.")
             continue
         if not isinstance(item, (dict, list)):
             continue
         if depth > MAX_DEPTH:
-            raise PayloadError("validation_error", f"the body nests deeper than {MAX_DEPTH} levels")
-        children = list(item.items()) if isinstance(item, dict) else [(None, v) for v in item]
-        for key, child in children:
-            if key is not None and "\x00" in key:
-                raise PayloadError("validation_error", "keys must not contain NUL (\\u0000) characters")
-            stack.append((child, depth + 1))
+            _refuse(path, f"Nests deeper than {MAX_DEPTH} levels.")
+        pairs = item.items() if isinstance(item, dict) else enumerate(item)
+        for key, child in pairs:
+            where = f"{path}.{key}" if path else str(key)
+            if isinstance(key, str) and _UNSTORABLE.search(key):
+                _refuse(where, "Keys must not contain NUL or lone surrogate characters.")
+            stack.append((child, depth + 1, where))
+
+
+def _refuse(path: str, message: str):
+    raise PayloadError("validation_error", "the body holds values that cannot be stored", {path or "body": [message]})
 
 
 def strip_line_comments(text: str) -> str:

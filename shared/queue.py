@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 
 from celery import Celery
 
@@ -14,6 +15,11 @@ celery_app.config_from_object("celeryconfig")
 APPLY_DELIVERY = "workers.deliveries.apply"
 DISPATCH_JOB = "workers.dispatch.send"
 
+# After a failed publish, this process stops trying for a while: a dead broker costs each
+# publish seconds of connection attempts, and the sweeps enqueue the work anyway.
+BROKER_BACKOFF_SECONDS = 5.0
+_broker_down_until = 0.0
+
 
 def enqueue(task_name: str, **kwargs) -> bool:
     """Publish a task by name; False (logged) when the broker cannot take it now.
@@ -21,9 +27,16 @@ def enqueue(task_name: str, **kwargs) -> bool:
     Callers enqueue only what is already committed to the database, so a False here loses
     nothing: the beat sweeps pick it up (CONTRACT §7).
     """
+    global _broker_down_until
+    if time.monotonic() < _broker_down_until:
+        return False
     try:
         celery_app.send_task(task_name, kwargs=kwargs, retry=False)
         return True
     except Exception as exc:  # kombu raises many types for a dead broker
-        log.warning("enqueue %s %s failed, left for the sweep: %s", task_name, kwargs, exc)
+        _broker_down_until = time.monotonic() + BROKER_BACKOFF_SECONDS
+        log.warning(
+            "broker unavailable (%s); %s %s and the next %g s of enqueues are left for the sweep",
+            exc, task_name, kwargs, BROKER_BACKOFF_SECONDS,
+        )
         return False

@@ -121,14 +121,17 @@ def test_cancel_and_retry_rules(client, users):
 
 def test_etag_answers_304_until_something_changes(client, users):
     _, token = users("niaj")
+    _, admin = users("boss", admin=True)
     job = create(client, token).json
+    client.post(f"/api/jobs/{job['id']}/cancel", headers=bearer(token))  # no worker touches it now
     first = client.get(f"/api/jobs/{job['id']}", headers=bearer(token))
     tag = first.headers["ETag"]
     assert first.json["events"] == []
     cached = client.get(f"/api/jobs/{job['id']}", headers={**bearer(token), "If-None-Match": tag})
     assert cached.status_code == 304 and cached.data == b""
-    client.post(f"/api/jobs/{job['id']}/cancel", headers=bearer(token))
-    changed = client.get(f"/api/jobs/{job['id']}", headers={**bearer(token), "If-None-Match": tag})
+    owner = first.json["user_id"]
+    client.patch(f"/api/jobs/{job['id']}", json={"user_id": owner + "-2"}, headers=bearer(admin))
+    changed = client.get(f"/api/jobs/{job['id']}", headers={**bearer(admin), "If-None-Match": tag})
     assert changed.status_code == 200 and changed.headers["ETag"] != tag
 
 

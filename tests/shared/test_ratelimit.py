@@ -3,6 +3,8 @@
 import fakeredis
 import pytest
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from shared.ratelimit import Limit, RateLimiter
 
@@ -35,6 +37,6 @@ def test_windows_expire_in_redis():
 
 
 def test_fails_open_when_redis_is_down():
-    dead = redis.Redis(port=1, socket_connect_timeout=0.2)
+    dead = redis.Redis(port=1, socket_connect_timeout=0.2, retry=Retry(NoBackoff(), 0))
     verdict = RateLimiter(dead).hit("token", "a", Limit(1, 60))
     assert verdict.allowed

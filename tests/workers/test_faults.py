@@ -124,5 +124,6 @@ def test_broker_down_while_senders_post(fault_stack, engine):
     finally:
         fault_stack.broker.start()
     assert counts(engine, run)["deliveries"] == len(bodies)
-    assert elapsed < 60, f"answers took {elapsed:.1f} s with the broker down"
+    # Each web process pays for one failed publish, then leaves enqueueing to the sweep.
+    assert elapsed < 10, f"{len(bodies)} answers took {elapsed:.1f} s with the broker down"
     assert_exactly_once(engine, run, jobs)
