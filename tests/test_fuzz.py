@@ -1,0 +1,292 @@
+"""Fuzzing the Flask app in-process (WSGI, on the test PostgreSQL database).
+
+1. schemathesis against /openapi.json: every operation, positive and negative data, with an
+   admin's Bearer token. No 5xx for any input (CONTRACT §2), and every answer is one the
+   document describes (status code, content type, body schema).
+2. Signed random JSON bodies to the three sender webhooks: 200, 400 or 413, never 5xx, and
+   every 4xx has the error shape {"error", "message"}.
+3. Whatever a signed callback carries, once answered 200 it can be applied (the worker's
+   own step, in-process): a 2xx means fully processed (CONTRACT §2).
+4. Ids in paths, query strings and headers, with the characters HTTP lets through: never 5xx.
+
+All seeded and derandomized, with bounded example counts: the same cases every run.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from urllib.parse import quote
+
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from schemathesis.checks import not_a_server_error
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
+
+from helpers import bearer, hmac_headers
+from helpers.env import N8N_SECRET, WEBHOOK_SECRET
+from ingress.openapi import spec
+from shared import lifecycle
+from shared.callbacks import ENDPOINTS
+
+SEED = 20240611
+MAX_EXAMPLES = 30
+CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
+
+# The whole generation is fixed: a seed, derandomized Hypothesis, no example database
+# (a failure found once is not replayed from .hypothesis/ on the next run).
+SCHEMATHESIS_CONFIG = {
+    "seed": SEED,
+    "generation": {"max-examples": MAX_EXAMPLES, "deterministic": True, "database": "none"},
+}
+
+
+@pytest.fixture
+def admin_token(users):
+    # One per operation: the per-token rate limit (1200/min) is never reached by the fuzzing.
+    return users("fuzz-admin", admin=True)[1]
+
+
+# The document the app serves is spec(settings): loaded here without a database so that
+# pytest can collect one test per operation (schemathesis.pytest.from_fixture, the lazy way
+# to reach the session's `app`, fails under pytest 9.2: "'Function' object has no attribute
+# '_nodeid'"); each case is sent to `app` over WSGI, and test_served_document_is_the_one_fuzzed
+# checks that /openapi.json serves this very document.
+# (A deep copy: the app serves the cached original, which schemathesis must not touch.)
+schema = schemathesis.openapi.from_dict(
+    json.loads(json.dumps(spec())), config=schemathesis.Config.from_dict(SCHEMATHESIS_CONFIG)
+)
+
+
+def test_served_document_is_the_one_fuzzed(client):
+    served = client.get("/openapi.json")
+    assert served.status_code == 200
+    document = served.get_json()
+    document.pop("servers")
+    assert document == json.loads(json.dumps(spec()))
+
+
+@schema.parametrize()
+@settings(max_examples=MAX_EXAMPLES, derandomize=True, database=None, deadline=None,
+          suppress_health_check=list(HealthCheck))
+def test_openapi_operations(case, app, admin_token):
+    """Every operation of /openapi.json, through the WSGI app, authenticated as an admin."""
+    case.call_and_validate(app=app, headers=bearer(admin_token), checks=CHECKS)
+
+
+# --- signed random JSON to the sender webhooks -----------------------------------------------
+
+WEBHOOKS = {
+    "/api/n8n/hooks/job-status": N8N_SECRET,
+    "/api/webhooks/image-completion": WEBHOOK_SECRET,
+    "/api/webhooks/book-completion": WEBHOOK_SECRET,
+}
+
+# Text as JSON senders can write it: any code point, and (often enough to be found with a
+# few hundred examples) the ones that break naive code: lone surrogates, which JSON's \\u
+# escapes can carry but UTF-8 cannot; NUL; separators; "//", which the backends' endpoints
+# treat as a comment when the body does not parse.
+SPECIAL = ["\ud800", "\udfff", "\x00", "\u2028", "\ufeff", "\u0301", "\U0001F600", "\\", '"', "/", "\n"]
+# (Joined from characters: st.text() leaves lone surrogates out, whatever its alphabet.)
+any_text = st.lists(st.characters(exclude_categories=()) | st.sampled_from(SPECIAL), max_size=40).map("".join)
+scalars = (
+    st.none() | st.booleans() | st.integers() | st.integers(min_value=-(2**70), max_value=2**70)
+    | st.floats(allow_nan=False, allow_infinity=False) | any_text
+)
+json_values = st.recursive(
+    scalars,
+    lambda children: st.lists(children, max_size=5) | st.dictionaries(any_text, children, max_size=5),
+    max_leaves=25,
+)
+
+WORDS = sorted(lifecycle.WORDS) + ["COMPLETED", " running ", "unknown", ""]
+
+
+def _callbacks(junk: bool):
+    """Callback objects with plausible values (that mostly pass validation) or, with `junk`,
+    sometimes any JSON value in a field's place (that fail one inner rule or another)."""
+
+    def field(*kinds):
+        return st.one_of(*kinds, json_values) if junk else st.one_of(*kinds)
+
+    text = field(st.none(), any_text)
+    image = st.fixed_dictionaries({}, optional={
+        "file_path": text, "url": text, "description": text,
+        "format": field(st.sampled_from(["png", "webp"]), any_text),
+        "size_bytes": field(st.integers(min_value=-1, max_value=2**64)),
+        "dimensions": field(st.sampled_from(["1024x768", "1x1", "0x0", "999999x999999", "10 X 10", "x"])),
+    })
+    chapter = st.fixed_dictionaries({}, optional={"title": text, "content": text, "description": text})
+    any_object = st.dictionaries(any_text, json_values, max_size=3)
+    return st.fixed_dictionaries(
+        {
+            "job_id": st.one_of(st.just("fuzz-job"), any_text.map(lambda t: "fuzz-" + t),
+                                *([json_values] if junk else [])),
+            "status": field(st.sampled_from(WORDS)),
+        },
+        optional={
+            "progress": field(st.integers(min_value=-5, max_value=105), st.floats(min_value=-1, max_value=101)),
+            "message": text,
+            "user_id": field(any_text.map(lambda t: "fuzz-" + t), st.integers()),
+            "result": json_values,
+            "error": field(st.none(), any_text, any_object),
+            "error_message": text,
+            "timestamp": text,
+            "environment": text,
+            "job_type": field(st.sampled_from(["cover_letter", "Bad Type", "x" * 70])),
+            "data": field(st.fixed_dictionaries({}, optional={
+                "images": field(st.lists(image, min_size=1, max_size=3)), "metadata": field(any_object),
+                "original_prompt": text, "generated_at": text,
+            })),
+            "book_data": field(st.fixed_dictionaries({}, optional={
+                "book_title": text, "topic": text, "goal": text,
+                "chapters": field(st.lists(chapter, min_size=1, max_size=3)),
+                "word_count": field(st.integers(min_value=-1, max_value=2**40)),
+                "chapter_count": field(st.integers(min_value=-1, max_value=2**40)),
+                "outline": field(st.lists(json_values, max_size=3)),
+            })),
+            "extra": json_values,
+        },
+    )
+
+
+callbacks = _callbacks(junk=False) | _callbacks(junk=True)
+
+
+def _encode(value, ensure_ascii: bool) -> bytes:
+    # Without ensure_ascii a lone surrogate cannot be UTF-8: it stays a \\u escape.
+    return json.dumps(value, ensure_ascii=ensure_ascii).encode("utf-8", errors="backslashreplace")
+
+
+def _with_comment(body: bytes, at: int) -> bytes:
+    return body[:at] + b" // a comment, as the backends' docs write them\n" + body[at:]
+
+
+json_bodies = st.builds(_encode, json_values, st.booleans())
+callback_bodies = st.builds(_encode, callbacks, st.booleans())
+bodies = st.one_of(
+    json_bodies,
+    callback_bodies,
+    st.tuples(callback_bodies, st.integers(0, 300)).map(lambda t: _with_comment(*t)),
+    # Bytes that are mostly not JSON, or not UTF-8, at all.
+    st.binary(max_size=64),
+    # Over the test limit (MAX_BODY_BYTES=65536): 413.
+    st.integers(min_value=65_537, max_value=70_000).map(lambda n: b'{"job_id": "big", "pad": "' + b"x" * n + b'"}'),
+)
+FUZZ_SETTINGS = settings(max_examples=200, derandomize=True, database=None, deadline=None,
+                         suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+
+
+def _post_signed(client, path: str, body: bytes):
+    response = client.post(path, data=body, headers=hmac_headers(WEBHOOKS[path], body))
+    assert response.status_code in (200, 400, 413), (response.status_code, response.get_data()[:500], body[:300])
+    answer = response.get_json(silent=True)
+    assert isinstance(answer, dict), response.get_data()[:500]
+    if response.status_code == 200:
+        assert answer["accepted"] is True and isinstance(answer["delivery_id"], str), answer
+    else:
+        assert isinstance(answer.get("error"), str) and isinstance(answer.get("message"), str), answer
+        assert set(answer) <= {"error", "message", "details"}, answer
+    return response
+
+
+@pytest.mark.parametrize("path", list(WEBHOOKS))
+def test_signed_random_json_never_5xx(client, path):
+    """Any signed body: 200, 400 or 413 with the error shape, never 5xx (CONTRACT §2)."""
+    seen: Counter = Counter()
+
+    @FUZZ_SETTINGS
+    @given(body=bodies)
+    def post(body):
+        seen[_post_signed(client, path, body).status_code] += 1
+
+    post()
+    # The strategies reach every answer: some bodies recorded, some refused, some too large.
+    assert seen[200] >= 5 and seen[400] >= 5 and seen[413] >= 1, dict(seen)
+
+
+@pytest.mark.parametrize("path", list(WEBHOOKS))
+def test_signed_random_callbacks_accepted_are_applied(app, client, path):
+    """A 200 means the delivery will be fully processed (CONTRACT §2): whatever was
+    accepted, the worker's own step (shared.deliveries.apply) applies without an error."""
+    from sqlalchemy import select
+
+    from shared import deliveries
+    from shared.models import Delivery
+
+    endpoint = next(e for e in ENDPOINTS.values() if e.path == path)
+    sessionmaker = app.extensions["sessionmaker"]
+    applied = Counter()
+
+    @settings(FUZZ_SETTINGS, max_examples=100)
+    @given(body=callback_bodies)
+    def post_and_apply(body):
+        response = _post_signed(client, path, body)
+        if response.status_code != 200 or response.get_json()["duplicate"]:
+            return
+        with sessionmaker() as db:
+            pk = db.scalar(select(Delivery.id).where(
+                Delivery.endpoint == endpoint.name, Delivery.delivery_id == response.get_json()["delivery_id"]
+            ))
+        with sessionmaker.begin() as db:
+            outcome = deliveries.apply(db, pk)  # what workers.deliveries.apply runs; raises on failure
+        applied[outcome != "already applied"] += 1
+
+    post_and_apply()
+    assert applied[True] >= 5, dict(applied)
+
+
+# --- ids in paths, query strings and headers ---------------------------------------------------
+
+# What reaches the app over HTTP: a path or query string may carry any character (%00
+# included, percent-encoded); gunicorn refuses control characters in header values, so
+# headers carry tab, printable ASCII and the rest of Latin-1.
+path_text = st.lists(st.characters(exclude_categories=("Cs",)) | st.sampled_from(["\x00", "/", "%", "é"]),
+                     min_size=1, max_size=30).map("".join)
+header_text = st.lists(st.characters(min_codepoint=0x20, max_codepoint=0xFF, exclude_characters="\x7f")
+                       | st.just("\t"), min_size=1, max_size=30).map("".join)
+pct = lambda value: quote(value, safe="")  # noqa: E731
+
+ID_TARGETS = {
+    "GET /api/jobs/<id>": (path_text, lambda c, h, v: c.get(f"/api/jobs/{pct(v)}", headers=h)),
+    "POST /api/jobs/<id>/retry": (path_text, lambda c, h, v: c.post(f"/api/jobs/{pct(v)}/retry", headers=h)),
+    "POST /api/jobs/<id>/cancel": (path_text, lambda c, h, v: c.post(f"/api/jobs/{pct(v)}/cancel", headers=h)),
+    "PATCH /api/jobs/<id>": (path_text, lambda c, h, v: c.patch(f"/api/jobs/{pct(v)}", json={"user_id": None}, headers=h)),
+    "POST /api/notifications/<id>/read": (path_text, lambda c, h, v: c.post(f"/api/notifications/{pct(v)}/read", headers=h)),
+    "GET /api/jobs?cursor": (path_text, lambda c, h, v: c.get(f"/api/jobs?cursor={pct(v)}", headers=h)),
+    "GET /api/jobs?job_type": (path_text, lambda c, h, v: c.get(f"/api/jobs?job_type={pct(v)}", headers=h)),
+    "GET /api/notifications?job_id": (path_text, lambda c, h, v: c.get(f"/api/notifications?job_id={pct(v)}", headers=h)),
+    "GET /api/notifications?cursor": (path_text, lambda c, h, v: c.get(f"/api/notifications?cursor={pct(v)}", headers=h)),
+    "POST /api/jobs Idempotency-Key": (header_text, lambda c, h, v: c.post(
+        "/api/jobs", json={"job_type": "fuzz"}, headers={**h, "Idempotency-Key": v})),
+    "webhook X-Delivery-Id": (header_text, lambda c, h, v: _signed(c, {"X-Delivery-Id": v})),
+    "webhook Idempotency-Key": (header_text, lambda c, h, v: _signed(c, {"Idempotency-Key": v})),
+}
+
+
+def _signed(client, extra: dict):
+    body = json.dumps({"job_id": "fuzz-ids", "status": "running"}).encode()
+    return client.post("/api/n8n/hooks/job-status", data=body, headers=hmac_headers(N8N_SECRET, body, **extra))
+
+
+@pytest.mark.parametrize("target", list(ID_TARGETS))
+def test_ids_in_paths_queries_and_headers_never_5xx(client, admin_token, target):
+    """Any id a client can put in a path, a query string or a header: an answer, never 5xx."""
+    strategy, send = ID_TARGETS[target]
+
+    @settings(FUZZ_SETTINGS, max_examples=60)
+    @given(value=strategy)
+    def request(value):
+        response = send(client, bearer(admin_token), value)
+        assert response.status_code < 500, f"{response.status_code} for {value!r}: {response.get_data()[:300]!r}"
+        if response.status_code >= 400:
+            answer = response.get_json(silent=True)
+            assert isinstance(answer, dict) and {"error", "message"} <= set(answer), response.get_data()[:300]
+
+    request()
