@@ -29,10 +29,11 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.extensions["engine"] = engine
     app.extensions["sessionmaker"] = make_sessionmaker(engine)
 
-    from ingress import actions, api, cli, errors, hooks, ops
+    from ingress import actions, api, body, cli, errors, hooks, ops
     from ingress.db import close_session
 
     errors.register(app)
+    app.before_request(body.refuse_nul_in_url_and_headers)
     app.teardown_appcontext(close_session)
     for blueprint in (api.bp, actions.bp, hooks.bp, ops.bp, cli.bp):
         app.register_blueprint(blueprint)

@@ -46,3 +46,12 @@ def load(schema: Schema, data) -> dict:
         return schema.load(data)
     except ValidationError as exc:
         raise ApiError(400, "validation_error", "the request is not valid", exc.normalized_messages()) from None
+
+
+def refuse_nul_in_url_and_headers() -> None:
+    """400 for NUL characters in the path, query or headers: no column can hold them, and
+    the database driver would fail on them deep in a query (a 500 otherwise)."""
+    values = [request.path, *(part for pair in request.args.items(multi=True) for part in pair),
+              *request.headers.values()]
+    if any("\x00" in value for value in values):
+        raise ApiError(400, "validation_error", "NUL characters are not allowed in URLs or headers")

@@ -28,10 +28,17 @@ def _json(component: str) -> dict:
     return {"content": {"application/json": {"schema": f"{component}Schema"}}}
 
 
-def _responses(ok: dict[int, tuple[str, object]], errors: tuple[int, ...]) -> dict:
+# Any operation can meet these: a URL with NUL characters, a rate limit, the database down.
+ALWAYS = (400, 429, 503)
+RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait before trying again", "schema": {"type": "integer"}}}
+
+
+def _responses(ok: dict[int, tuple[str, object]], errors: tuple[int, ...], headers: dict | None = None) -> dict:
     out = {str(code): {"description": text, **(_json(schema) if schema else {})} for code, (text, schema) in ok.items()}
-    for code in errors:
-        out[str(code)] = {"description": ERRORS[code], **_json("Error")}
+    for code, described in (headers or {}).items():
+        out[str(code)]["headers"] = {name: {"description": text, "schema": {"type": "string"}} for name, text in described.items()}
+    for code in sorted(set(errors) | set(ALWAYS)):
+        out[str(code)] = {"description": ERRORS[code], **_json("Error"), **({"headers": RETRY_AFTER} if code in (429, 503) else {})}
     return out
 
 
@@ -46,7 +53,11 @@ def _operations() -> dict:
                 "summary": "Create a job; it is dispatched to n8n",
                 "parameters": [{"name": "Idempotency-Key", "in": "header", "schema": {"type": "string", "maxLength": 255}}],
                 "requestBody": {"required": True, **_json("JobCreate")},
-                "responses": _responses({202: ("Created", "Job"), 200: ("Same Idempotency-Key: the first job", "Job")}, (400, 401, 409, 413, 415, 503)),
+                "responses": _responses(
+                    {202: ("Created", "Job"), 200: ("Same Idempotency-Key: the first job", "Job")},
+                    (400, 401, 409, 413, 415, 503),
+                    headers={202: {"Location": "The job's URL"}, 200: {"Location": "The job's URL"}},
+                ),
             },
             "get": {
                 "summary": "List jobs, newest first",
@@ -59,7 +70,10 @@ def _operations() -> dict:
             "get": {
                 "summary": "A job with its events",
                 "parameters": [{"name": "If-None-Match", "in": "header", "schema": {"type": "string"}}],
-                "responses": _responses({200: ("The job", "JobDetail"), 304: ("Not modified", None)}, authed),
+                "responses": _responses(
+                    {200: ("The job", "JobDetail"), 304: ("Not modified", None)}, authed,
+                    headers={200: {"ETag": "Send it back in If-None-Match"}, 304: {"ETag": "Unchanged"}},
+                ),
             },
             "patch": {
                 "summary": "Assign a job to a user (admin)",

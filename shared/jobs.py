@@ -162,7 +162,10 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         stamp, key = json.loads(raw)
-        return datetime.fromisoformat(stamp), str(key)
+        stamp = datetime.fromisoformat(stamp)
+        if stamp.tzinfo is None or not isinstance(key, (str, int)) or "\x00" in str(key):
+            raise ValueError
+        return stamp, str(key)
     except (ValueError, TypeError, UnicodeDecodeError):
         raise BadCursor("the cursor is not one this API issued") from None
 

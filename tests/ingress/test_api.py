@@ -90,7 +90,18 @@ def test_cursor_pagination_newest_first(client, users):
     assert seen == list(reversed(ids))
 
 
-@pytest.mark.parametrize("query", ["limit=0", "limit=101", "limit=x", "status=weird", "cursor=%%%", "cursor=bm9wZQ", "foo=1"])
+FORGED_CURSORS = [  # base64 of JSON we never issue: a NUL in the key, a naive time, a list key
+    "WyIyMDI2LTAxLTAxVDAwOjAwOjAwKzAwOjAwIiwgImFcdTAwMDBiIl0",
+    "WyIyMDI2LTAxLTAxVDAwOjAwOjAwIiwgIngiXQ",
+    "WyIyMDI2LTAxLTAxVDAwOjAwOjAwKzAwOjAwIiwgWzFdXQ",
+]
+
+
+@pytest.mark.parametrize(
+    "query",
+    ["limit=0", "limit=101", "limit=x", "status=weird", "cursor=%%%", "cursor=bm9wZQ", "foo=1", "limit=1&limit=2",
+     *(f"cursor={c}" for c in FORGED_CURSORS)],
+)
 def test_list_query_validation(client, users, query):
     _, token = users("ivan")
     response = client.get(f"/api/jobs?{query}", headers=bearer(token))
@@ -175,6 +186,14 @@ def test_ops_endpoints(client):
                  "/healthz", "/readyz", "/metrics"):
         assert path in spec["paths"], path
     assert "Job" in spec["components"]["schemas"]
+
+
+def test_nul_in_url_or_header_is_400(client, users):
+    _, token = users("nul")
+    for path, headers in (("/api/jobs/a%00b", {}), ("/api/notifications?job_id=a%00", {}),
+                          ("/api/jobs", {"Idempotency-Key": "a\x00b"})):
+        response = client.get(path, headers={**bearer(token), **headers})
+        assert (response.status_code, response.json["error"]) == (400, "validation_error"), path
 
 
 def test_unknown_route_and_method_use_error_shape(client):
