@@ -1,0 +1,1 @@
+"""The benchmark (issue #6): `.venv/bin/python bench/run.py`, see bench/README.md."""
