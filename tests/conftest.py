@@ -24,6 +24,25 @@ from helpers.env import (  # noqa: E402  (sets the environment first)
 from sqlalchemy import create_engine, text  # noqa: E402
 
 from helpers import n8n_standin  # noqa: E402
+from helpers.report import Reliability  # noqa: E402
+
+RELIABILITY = Reliability()
+REPORT_PATH = ROOT / "var" / "reliability.json"
+
+
+@pytest.fixture(scope="session")
+def reliability() -> Reliability:
+    """Where hostile-input and fault tests record their figures (README quotes them)."""
+    return RELIABILITY
+
+
+def pytest_terminal_summary(terminalreporter):
+    if RELIABILITY.hostile or RELIABILITY.faults:
+        terminalreporter.section("reliability figures")
+        for line in RELIABILITY.lines():
+            terminalreporter.write_line(line)
+        RELIABILITY.write(REPORT_PATH)
+        terminalreporter.write_line(f"written to {REPORT_PATH}")
 
 
 @pytest.fixture(scope="session")

@@ -75,8 +75,9 @@ def test_served_document_is_the_one_fuzzed(client):
 @schema.parametrize()
 @settings(max_examples=MAX_EXAMPLES, derandomize=True, database=None, deadline=None,
           suppress_health_check=list(HealthCheck))
-def test_openapi_operations(case, app, admin_token):
+def test_openapi_operations(case, app, admin_token, reliability):
     """Every operation of /openapi.json, through the WSGI app, authenticated as an admin."""
+    reliability.hostile_input("fuzzed API requests (schemathesis, from /openapi.json)")
     case.call_and_validate(app=app, headers=bearer(admin_token), checks=CHECKS)
 
 
@@ -197,13 +198,14 @@ def _post_signed(client, path: str, body: bytes):
 
 
 @pytest.mark.parametrize("path", list(WEBHOOKS))
-def test_signed_random_json_never_5xx(client, path):
+def test_signed_random_json_never_5xx(client, path, reliability):
     """Any signed body: 200, 400 or 413 with the error shape, never 5xx (CONTRACT §2)."""
     seen: Counter = Counter()
 
     @FUZZ_SETTINGS
     @given(body=bodies)
     def post(body):
+        reliability.hostile_input("signed random JSON bodies (hypothesis)")
         seen[_post_signed(client, path, body).status_code] += 1
 
     post()
@@ -212,7 +214,7 @@ def test_signed_random_json_never_5xx(client, path):
 
 
 @pytest.mark.parametrize("path", list(WEBHOOKS))
-def test_signed_random_callbacks_accepted_are_applied(app, client, path):
+def test_signed_random_callbacks_accepted_are_applied(app, client, path, reliability):
     """A 200 means the delivery will be fully processed (CONTRACT §2): whatever was
     accepted, the worker's own step (shared.deliveries.apply) applies without an error."""
     from sqlalchemy import select
@@ -227,6 +229,7 @@ def test_signed_random_callbacks_accepted_are_applied(app, client, path):
     @settings(FUZZ_SETTINGS, max_examples=100)
     @given(body=callback_bodies)
     def post_and_apply(body):
+        reliability.hostile_input("signed random callbacks, accepted then applied (hypothesis)")
         response = _post_signed(client, path, body)
         if response.status_code != 200 or response.get_json()["duplicate"]:
             return
@@ -276,13 +279,14 @@ def _signed(client, extra: dict):
 
 
 @pytest.mark.parametrize("target", list(ID_TARGETS))
-def test_ids_in_paths_queries_and_headers_never_5xx(client, admin_token, target):
+def test_ids_in_paths_queries_and_headers_never_5xx(client, admin_token, target, reliability):
     """Any id a client can put in a path, a query string or a header: an answer, never 5xx."""
     strategy, send = ID_TARGETS[target]
 
     @settings(FUZZ_SETTINGS, max_examples=60)
     @given(value=strategy)
     def request(value):
+        reliability.hostile_input("random ids in paths, queries and headers (hypothesis)")
         response = send(client, bearer(admin_token), value)
         assert response.status_code < 500, f"{response.status_code} for {value!r}: {response.get_data()[:300]!r}"
         if response.status_code >= 400:

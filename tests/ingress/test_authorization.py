@@ -44,7 +44,8 @@ MATRIX = [
 
 
 @pytest.mark.parametrize("method, path, payload, expected", MATRIX, ids=[f"{m} {p}" for m, p, _, _ in MATRIX])
-def test_matrix(client, world, method, path, payload, expected):
+def test_matrix(client, world, reliability, method, path, payload, expected):
+    reliability.hostile_input("authorization matrix requests", 5)
     url = path.format(job=world["job"], note=world["note"])
     for who in (NO_TOKEN, BAD_TOKEN):
         response = client.open(url, method=method, json=payload, headers=world["headers"][who])

@@ -91,7 +91,8 @@ HEADER_CASES = [
 
 
 @pytest.mark.parametrize("name, headers, raw, status, code", HEADER_CASES, ids=[c[0] for c in HEADER_CASES])
-def test_hostile_headers(hostile_client, name, headers, raw, status, code):
+def test_hostile_headers(hostile_client, reliability, name, headers, raw, status, code):
+    reliability.hostile_input("signed requests with hostile headers (table)")
     response = hostile_client.post(HOOK, data=raw, headers=headers)
     assert response.status_code == status, response.json
     if code:
@@ -124,7 +125,8 @@ BODY_CASES = [
 
 
 @pytest.mark.parametrize("name, raw, status, code", BODY_CASES, ids=[c[0] for c in BODY_CASES])
-def test_hostile_bodies(hostile_client, name, raw, status, code):
+def test_hostile_bodies(hostile_client, reliability, name, raw, status, code):
+    reliability.hostile_input("signed requests with hostile bodies (table)")
     response = hostile_client.post(HOOK, data=raw, headers=signed(raw))
     assert response.status_code == status, response.json
     if code:

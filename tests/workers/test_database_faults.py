@@ -251,7 +251,7 @@ def canary_at(engine):
         return db.scalar(select(Heartbeat.beat_at).where(Heartbeat.name == "canary"))
 
 
-def test_database_stopped_503_nothing_half_recorded_all_resumes(pg_fault, n8n):
+def test_database_stopped_503_nothing_half_recorded_all_resumes(pg_fault, n8n, reliability):
     stack, pg, engine = pg_fault, pg_fault.pg, pg_fault.engine
     with make_sessionmaker(engine).begin() as db:
         token = create_token(db, f"pg-fault-{uuid.uuid4().hex[:6]}")
@@ -323,7 +323,9 @@ def test_database_stopped_503_nothing_half_recorded_all_resumes(pg_fault, n8n):
     # 5. The senders retry what was refused: accepted now (not as duplicates) and applied.
     retries = post_all(stack, refused)
     assert [(a.status, a.json.get("duplicate")) for a in retries] == [(200, False)] * len(refused), retries
-    assert_applied_exactly_once(engine, run, bodies)
+    applied = assert_applied_exactly_once(engine, run, bodies)
+    reliability.fault("PostgreSQL stopped (crash) under load", accepted=len(bodies),
+                      applied_once=len(applied["deliveries"]), events=applied["events"])
     with engine.connect() as db:
         assert db.scalar(select(func.count()).select_from(Job).where(Job.id.like(f"{run}-%"),
                                                                       Job.status == "succeeded")) == jobs

@@ -73,16 +73,20 @@ def counts(engine, run: str) -> dict:
         }
 
 
-def assert_exactly_once(engine, run: str, jobs: int) -> dict:
+def assert_exactly_once(engine, run: str, jobs: int, reliability, fault: str) -> dict:
     total = jobs * 3
-    final = wait_for(lambda: (c := counts(engine, run))["applied"] == total and c, timeout=90,
-                     message=f"all {total} deliveries applied")
+    try:
+        final = wait_for(lambda: (c := counts(engine, run))["applied"] == total and c, timeout=90,
+                         message=f"all {total} deliveries applied")
+    finally:
+        last = counts(engine, run)
+        reliability.fault(fault, accepted=total, applied_once=last["applied"], events=last["events"])
     assert final == {"deliveries": total, "applied": total, "events": total, "succeeded": jobs,
                      "notifications": jobs, "jobs": jobs}
     return final
 
 
-def test_worker_sigkilled_mid_burst_loses_nothing_applies_nothing_twice(fault_stack, engine):
+def test_worker_sigkilled_mid_burst_loses_nothing_applies_nothing_twice(fault_stack, engine, reliability):
     run = f"kill-{uuid.uuid4().hex[:8]}"
     jobs = 80
     bodies = burst(run, jobs)
@@ -96,10 +100,10 @@ def test_worker_sigkilled_mid_burst_loses_nothing_applies_nothing_twice(fault_st
     assert statuses == [200] * len(bodies)
     assert at_kill < len(bodies), "the burst ended before the kill: nothing was in flight"
     fault_stack.start_worker()
-    assert_exactly_once(engine, run, jobs)
+    assert_exactly_once(engine, run, jobs, reliability, "worker SIGKILLed mid-burst")
 
 
-def test_broker_flushed_after_acceptance(fault_stack, engine):
+def test_broker_flushed_after_acceptance(fault_stack, engine, reliability):
     run = f"flush-{uuid.uuid4().hex[:8]}"
     jobs = 40
     fault_stack.kill("worker")
@@ -107,10 +111,10 @@ def test_broker_flushed_after_acceptance(fault_stack, engine):
     assert counts(engine, run)["applied"] == 0
     fault_stack.broker.client().flushall()  # every accepted message is gone from the broker
     fault_stack.start_worker()
-    assert_exactly_once(engine, run, jobs)
+    assert_exactly_once(engine, run, jobs, reliability, "broker flushed after acceptance")
 
 
-def test_broker_down_while_senders_post(fault_stack, engine):
+def test_broker_down_while_senders_post(fault_stack, engine, reliability):
     """Answers stay 2xx and fast; once Redis is back, workers and beat reconnect by
     themselves and the sweep enqueues what the ingress could not."""
     run = f"down-{uuid.uuid4().hex[:8]}"
@@ -126,4 +130,4 @@ def test_broker_down_while_senders_post(fault_stack, engine):
     assert counts(engine, run)["deliveries"] == len(bodies)
     # Each web process pays for one failed publish, then leaves enqueueing to the sweep.
     assert elapsed < 10, f"{len(bodies)} answers took {elapsed:.1f} s with the broker down"
-    assert_exactly_once(engine, run, jobs)
+    assert_exactly_once(engine, run, jobs, reliability, "broker down while senders post")

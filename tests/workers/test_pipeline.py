@@ -89,7 +89,7 @@ def test_retry_waiting_in_database_survives_broker_flush(stack, n8n, users, redi
     assert len(gaps) == 2
 
 
-def test_exhausted_schedule_fails_then_manual_retry_succeeds(stack, n8n, users):
+def test_exhausted_schedule_fails_then_manual_retry_succeeds(stack, n8n, users, reliability):
     _, token = users("frank")
     job = create_job(stack, token, {"respond": [503, 503, 503, 503, 200], "callback": True})
     failed = job_when(stack, token, job["id"], lambda j: j["status"] == "failed", what="gave up")
@@ -99,6 +99,9 @@ def test_exhausted_schedule_fails_then_manual_retry_succeeds(stack, n8n, users):
     done = job_when(stack, token, job["id"], lambda j: j["status"] == "succeeded", what="succeeded after retry")
     assert done["attempts"] == 1 and done["error"] is None
     notes = api(stack, "GET", f"/api/notifications?job_id={job['id']}", token).json()["items"]
+    succeeded = sum(n["type"] == "job_succeeded" for n in notes)
+    reliability.fault("n8n down for the whole retry schedule (then a manual retry)", accepted=1,
+                      applied_once=min(succeeded, 1), events=succeeded)
     assert [n["type"] for n in notes] == ["job_succeeded", "job_failed"]  # newest first
 
 
