@@ -16,6 +16,16 @@ def body_of(payload) -> bytes:
     return payload if isinstance(payload, bytes) else json.dumps(payload).encode()
 
 
+def burst(run: str, jobs: int) -> list[bytes]:
+    """A sender's burst: three callbacks per job (two progress reports and a success), interleaved, for owner-<run>."""
+    bodies = []
+    for step in ({"status": "running", "progress": 30}, {"status": "generating", "progress": 60},
+                 {"status": "succeeded", "result": {"ok": True}}):
+        for n in range(jobs):
+            bodies.append(body_of({"job_id": f"{run}-{n}", "user_id": f"owner-{run}", **step}))
+    return bodies
+
+
 def hmac_headers(secret: str | bytes, body: bytes, timestamp: int | None = None, **extra) -> dict:
     """X-Timestamp and X-Signature as a sender computes them."""
     secret = secret.encode() if isinstance(secret, str) else secret

@@ -28,7 +28,7 @@ import pytest
 import requests
 from sqlalchemy import create_engine, func, select, text
 
-from helpers import bearer, body_of, hmac_headers, wait_for
+from helpers import bearer, burst, hmac_headers, wait_for
 from helpers.env import N8N_SECRET
 from helpers.processes import ROOT, Stack, free_port
 from helpers.redis_server import RedisServer
@@ -131,16 +131,6 @@ def pg_fault(request, n8n, tmp_path_factory):
     stack.start()
     stack.pg, stack.engine = pg, engine
     return stack
-
-
-def burst(run: str, jobs: int) -> list[bytes]:
-    """Three callbacks per job (two progress reports and a success), interleaved."""
-    bodies = []
-    for step in ({"status": "running", "progress": 30}, {"status": "generating", "progress": 60},
-                 {"status": "succeeded", "result": {"ok": True}}):
-        for n in range(jobs):
-            bodies.append(body_of({"job_id": f"{run}-{n}", "user_id": f"owner-{run}", **step}))
-    return bodies
 
 
 def delivery_id(body: bytes) -> str:

@@ -10,7 +10,7 @@ import pytest
 import requests
 from sqlalchemy import func, select
 
-from helpers import body_of, hmac_headers, wait_for
+from helpers import burst, hmac_headers, wait_for
 from helpers.env import N8N_SECRET
 from helpers.processes import Stack
 from helpers.redis_server import RedisServer
@@ -31,16 +31,6 @@ def fault_stack(database_url, n8n, tmp_path_factory):
     yield stack
     stack.stop()
     broker.stop()
-
-
-def burst(run: str, jobs: int) -> list[bytes]:
-    """Three callbacks per job (two progress reports and a success), interleaved."""
-    bodies = []
-    for step in ({"status": "running", "progress": 30}, {"status": "generating", "progress": 60},
-                 {"status": "succeeded", "result": {"ok": True}}):
-        for n in range(jobs):
-            bodies.append(body_of({"job_id": f"{run}-{n}", "user_id": f"owner-{run}", **step}))
-    return bodies
 
 
 def post_all(stack, bodies: list[bytes]) -> list[int]:
