@@ -10,6 +10,8 @@ from shared import lifecycle
 
 JOB_TYPE = r"^[a-z][a-z0-9_.-]{0,63}$"
 ID_LENGTH = validate.Length(min=1, max=255)
+# Human text a sender reports (message, error): stored in its own column, so bounded.
+TEXT_LENGTH = validate.Length(max=10_000)
 
 
 class Progress(fields.Field):
@@ -49,6 +51,8 @@ class ErrorValue(fields.Field):
     def _deserialize(self, value, attr, data, **kwargs):
         if value is not None and not isinstance(value, (str, dict)):
             raise ValidationError("Must be a string or an object.")
+        if isinstance(value, str):
+            TEXT_LENGTH(value)
         return value
 
 
@@ -169,7 +173,7 @@ class _StatusReport(Schema):
     job_id = fields.String(required=True, validate=ID_LENGTH)
     status = StatusWord(required=True)
     progress = Progress(allow_none=True)
-    message = fields.String(allow_none=True)
+    message = fields.String(allow_none=True, validate=TEXT_LENGTH)
     user_id = ExternalUserId(allow_none=True)
 
     @validates_schema
@@ -203,7 +207,7 @@ class _SenderStatus(_StatusReport):
 
     timestamp = fields.String(allow_none=True)
     environment = fields.String(allow_none=True)
-    error_message = fields.String(allow_none=True)
+    error_message = fields.String(allow_none=True, validate=TEXT_LENGTH)
 
 
 class ImageFileSchema(Schema):

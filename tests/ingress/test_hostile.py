@@ -119,6 +119,9 @@ BODY_CASES = [
     ("JSON null", b"null", 400, "validation_error"),
     ("an empty body", b"", 400, "invalid_json"),
     ("a job_id of 256 characters", body(job_id="j" * 256), 400, "validation_error"),
+    ("a message of 10 001 characters", body(message="m" * 10_001), 400, "validation_error"),
+    ("an error of 10 001 characters", body(status="failed", error="e" * 10_001), 400, "validation_error"),
+    ("a message of 10 000 characters", body(message="m" * 10_000), 200, None),
     ("a status that is a number", json.dumps({"job_id": "n", "status": 3}).encode(), 400, "validation_error"),
     ("over the limit with Content-Length", body(pad="x" * 70_000), 413, "payload_too_large"),
 ]
