@@ -257,7 +257,12 @@ async def open_loop(
                     return
             if now > deadline:
                 return
-            await asyncio.sleep(poll_interval)
+            # Every `poll_interval` for the first half second (the resolution the 250 ms target
+            # needs), then backing off to 1 s, as a frontend would: a saturated service is not
+            # buried under ever more polls.
+            elapsed = now - sample.accepted
+            wait = poll_interval if elapsed < 0.5 else min(1.0, max(poll_interval, elapsed * 0.25))
+            await asyncio.sleep(wait)
 
     tasks = []
     start = loop.time() + 0.2

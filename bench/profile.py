@@ -102,8 +102,12 @@ def inclusive(stacks, within=None, project_only=True, top=25) -> list[tuple[str,
     """Functions by the samples they appear in (once per stack), optionally within a frame."""
     counts = Counter()
     for frames, count in stacks:
-        if within and not any(_is(f, *within) for f in frames):
-            continue
+        if within:
+            # Only what runs below `within` (its callers are the same in every stack).
+            start = next((i for i, f in enumerate(frames) if _is(f, *within)), None)
+            if start is None:
+                continue
+            frames = frames[start + 1:]
         seen = set()
         for frame in frames:
             name = short(frame)

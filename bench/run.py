@@ -192,19 +192,24 @@ class Bench:
 
     # -- setup and teardown
 
-    def wait_quiet(self) -> None:
-        """Other work on the machine takes cores from the service: wait for it to stop (bounded)."""
+    def wait_quiet(self, phase: str = "start", limit: float | None = None) -> None:
+        """Other work on the machine takes cores from the service: wait for it to stop (bounded).
+
+        Called before the run and before each measured phase, when the bench's own stack is
+        idle (beat's sweeps aside), so whatever keeps the cores busy is someone else's.
+        """
         a = self.args
-        deadline = time.monotonic() + a.wait_quiet
-        busy = stack.busy_cores(3)
+        limit = a.wait_quiet if limit is None else min(limit, a.wait_quiet)
+        deadline = time.monotonic() + limit
+        busy = stack.busy_cores(2)
         while busy > a.quiet_cores and time.monotonic() < deadline:
-            self.log(f"the machine is busy ({busy:.2f} cores used by other processes); waiting for it to quieten "
+            self.log(f"the machine is busy ({busy:.2f} cores used by other processes); waiting before {phase} "
                      f"(up to {max(0, deadline - time.monotonic()):.0f} s more, --wait-quiet)")
-            time.sleep(10)
-            busy = stack.busy_cores(3)
-        self.results["machine"]["busy_cores_at_start"] = round(busy, 2)
+            time.sleep(5)
+            busy = stack.busy_cores(2)
+        self.results["machine"].setdefault("busy_cores_before", {})[phase] = round(busy, 2)
         if busy > a.quiet_cores:
-            self.log(f"WARNING: starting on a busy machine ({busy:.2f} cores in use): figures will be low")
+            self.log(f"WARNING: {phase} starts on a busy machine ({busy:.2f} cores in use): its figures will be low")
 
     def setup(self) -> None:
         a = self.args
@@ -358,9 +363,6 @@ class Bench:
         snap["_wall"] = time.monotonic()
         try:
             snap["_redis"] = self.redis_commands()
-            row = self.q("SELECT xact_commit, xact_rollback, tup_fetched, tup_inserted, tup_updated "
-                         "FROM pg_stat_database WHERE datname = current_database()")[0]
-            snap["_pg"] = dict(zip(("xact_commit", "xact_rollback", "tup_fetched", "tup_inserted", "tup_updated"), row))
         except Exception:  # figures for the report, never a reason to stop
             pass
         return snap
@@ -398,9 +400,6 @@ class Bench:
                      if v and k != "info"}
             out["redis_commands_per_delivery"] = calls
             out["redis_commands_per_delivery_total"] = round(sum(calls.values()), 2)
-        if deliveries and "_pg" in before and "_pg" in after:
-            out["postgres_per_delivery"] = {k: round((after["_pg"][k] - before["_pg"][k]) / deliveries, 2)
-                                            for k in after["_pg"]}
         return out
 
     # -- phases
@@ -449,6 +448,43 @@ class Bench:
         v = report["accept_to_visible_ms"]
         self.log(f"pipeline: accept-to-visible p50 {v['p50']} ms, p99 {v['p99']} ms "
                  f"({report['visible']}/{report['sent']} visible, {report['gets']} GETs)")
+
+    def phase_get_cost(self) -> None:
+        """What one poll costs: wrk GETs /api/jobs/<id> over the seeded jobs (worker paused,
+        so nothing changes): plain (200, the job and its events) and with If-None-Match (304)."""
+        a = self.args
+        seconds = max(3.0, a.ingress_seconds / 3)
+
+        async def etags():
+            pool = load.HttpPool("127.0.0.1", self.port, size=8)
+            out = []
+            for job in self.jobs:
+                status, headers, body = await pool.request("GET", f"/api/jobs/{job}",
+                                                           {"Authorization": f"Bearer {self.token}"})
+                out.append((job, headers.get("etag", ""), len(body)))
+            pool.close()
+            return out
+
+        jobs = asyncio.run(etags())
+        path = self.workdir / "jobs.tsv"
+        path.write_text("".join(f"{job}\t{etag}\n" for job, etag, _ in jobs))
+        out = {"jobs": len(jobs), "mean_body_bytes": round(sum(n for *_, n in jobs) / max(1, len(jobs)))}
+        worker = self.procs["worker"]
+        worker.pause()
+        try:
+            for mode in ("full", "match"):
+                before = self.cpu_snapshot()
+                r = wrk.run(self.wrk, f"http://127.0.0.1:{self.port}", path, "", self.workdir, seconds=seconds,
+                            threads=a.wrk_threads, connections=a.wrk_connections, log_name=f"wrk-get-{mode}",
+                            script=wrk.GET_LUA, script_args=[str(path), self.token, mode])
+                r["cpu"] = self.cpu_delta(before, self.cpu_snapshot(), r["ok"])
+                out["304" if mode == "match" else "200"] = r
+        finally:
+            worker.resume()
+        self.results["get_cost"] = out
+        self.log(f"GET /api/jobs/<id>: {out['200']['ok_per_s']}/s answering 200 "
+                 f"(web {out['200']['cpu']['web']['cpu_ms_per_delivery']} ms CPU each), "
+                 f"{out['304']['ok_per_s']}/s answering 304 (web {out['304']['cpu']['web']['cpu_ms_per_delivery']} ms)")
 
     def phase_ingress(self) -> None:
         a = self.args
@@ -617,6 +653,22 @@ class Bench:
             }
         self.results["memory"] = report
 
+    def sweeps_report(self) -> None:
+        """Beat's sweeps share the deliveries' queue and expire after SWEEP_INTERVAL: how many
+        were discarded unrun during the run, and the longest gap between two canary runs."""
+        import re
+
+        text = self.procs["worker"].log().decode(errors="replace")
+        discarded: dict[str, int] = {}
+        for name in re.findall(r"Discarding revoked task: ([\w.]+)\[", text):
+            discarded[name] = discarded.get(name, 0) + 1
+        stamps = []
+        for m in re.finditer(r"\[(\d+-\d+-\d+ \d+:\d+:\d+,\d+): INFO/\S+\] Task workers\.sweeps\.canary\[[^\]]+\] succeeded", text):
+            stamps.append(datetime.strptime(m.group(1), "%Y-%m-%d %H:%M:%S,%f").timestamp())
+        gaps = [b - a for a, b in zip(stamps, stamps[1:])]
+        self.results["sweeps"] = {"discarded_unrun": discarded, "canary_runs": len(stamps),
+                                  "canary_max_gap_seconds": round(max(gaps), 1) if gaps else None}
+
     def run(self) -> dict:
         a = self.args
         only = a.only or {"pipeline", "ingress", "burst", "memory"}
@@ -628,18 +680,24 @@ class Bench:
         self.run_wrk(self.port, "warm", seconds=a.warmup_seconds)
         self.wait_applied()
         if "pipeline" in only:
+            self.wait_quiet("pipeline latency", 120)
             self.phase_pipeline_latency()
+            self.phase_get_cost()
         if "memory" in only and a.memory_checkpoints:
             self.top_up(a.memory_checkpoints[0])
         if "ingress" in only:
+            self.wait_quiet("ingress", 120)
             self.phase_ingress()
+            self.wait_quiet("no-op baseline", 120)
             self.phase_noop_baseline(self.results["pipeline_throughput"]["backlog"])
         if "burst" in only:
+            self.wait_quiet("burst", 120)
             self.phase_burst()
         if "memory" in only and a.memory_checkpoints:
             self.top_up(a.memory_checkpoints[-1])
             time.sleep(4.5)  # two more samples at rest
         self.memory_report()
+        self.sweeps_report()
         if a.profile:
             from bench import profile
 
@@ -745,6 +803,12 @@ def table(results: dict) -> str:
             f"pickup {_fmt(lat['db_received_to_claimed_ms']['p50'])} / {_fmt(lat['db_received_to_claimed_ms']['p99'])} "
             f"| | | | |",
         ]
+    get = results.get("get_cost")
+    if get:
+        lines.append(
+            f"| (pollers' cost) GET /api/jobs/<id> per s, 200 / 304; web CPU ms each | {get['200']['ok_per_s']:g} / "
+            f"{get['304']['ok_per_s']:g}; {get['200']['cpu']['web']['cpu_ms_per_delivery']} / "
+            f"{get['304']['cpu']['web']['cpu_ms_per_delivery']} | | | (info) | |")
     burst = results.get("burst")
     if burst:
         lines.append(
@@ -761,6 +825,11 @@ def table(results: dict) -> str:
         g = f"web {growth['web']:+g} %, worker {growth['worker']:+g} %" if growth else "n/a"
         lines.append(f"| RSS at {' / '.join(keys)} applied | {cells} | | {g} | < {TARGETS['rss_growth_pct']} % "
                      f"| {mark('rss_growth_pct')} |")
+    sweeps = results.get("sweeps")
+    if sweeps and sweeps.get("discarded_unrun"):
+        total = sum(sweeps["discarded_unrun"].values())
+        lines.append(f"| beat sweeps expired unrun behind backlogs (canary max gap) | {total} "
+                     f"({sweeps['canary_max_gap_seconds']} s) | | | (info) | |")
     return "\n".join(lines)
 
 

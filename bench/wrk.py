@@ -13,6 +13,7 @@ from pathlib import Path
 from bench.load import callback_body, sign
 
 LUA = Path(__file__).resolve().parent / "wrk_hooks.lua"
+GET_LUA = Path(__file__).resolve().parent / "wrk_get.lua"
 INSTALL = "apt-get update && apt-get install -y wrk"
 
 
@@ -44,14 +45,19 @@ def write_bodies(path: Path, secret: bytes, jobs: list[str], progress: int = 50)
 def run(
     wrk: str, url: str, bodies: Path, prefix: str, workdir: Path, *, seconds: float = 10, count: int = 0,
     threads: int = 2, connections: int = 32, timeout: float = 600, log_name: str = "wrk",
+    script: Path = LUA, script_args: list[str] | None = None,
 ) -> dict:
-    """Run wrk; with `count`, exactly that many deliveries, stopped as soon as all are answered."""
+    """Run wrk; with `count`, exactly that many deliveries, stopped as soon as all are answered.
+
+    With `script`/`script_args`, another script for a duration (bench/wrk_get.lua)."""
     done_dir = workdir / f"{log_name}.done"
     shutil.rmtree(done_dir, ignore_errors=True)
     done_dir.mkdir(parents=True)
     duration = timeout if count else seconds
+    if script_args is None:
+        script_args = [str(bodies), prefix, str(count), str(threads), str(done_dir)]
     argv = [wrk, "-t", str(threads), "-c", str(connections), "-d", f"{int(duration)}s", "--timeout", "10s",
-            "-s", str(LUA), url, "--", str(bodies), prefix, str(count), str(threads), str(done_dir)]
+            "-s", str(script), url, "--", *script_args]
     out_path = workdir / f"{log_name}.out"
     started = time.monotonic()
     with open(out_path, "wb") as out:
@@ -77,6 +83,7 @@ def run(
     else:
         raise RuntimeError(f"wrk gave no result:\n{text[-3000:]}")
     seconds_run = result["duration_us"] / 1e6
+    result.setdefault("filler", 0)
     result.update(
         seconds=round(seconds_run, 3),
         wall_seconds=round(wall, 3),
