@@ -26,9 +26,10 @@ worker_cancel_long_running_tasks_on_connection_loss = True
 task_time_limit = 120
 task_soft_time_limit = 90
 
-# Flower: task events with readable names and keyword arguments.
+# Flower: the worker's task events (received, started, succeeded) carry readable names and
+# keyword arguments. No task-sent events: each cost the ingress a second publish per request.
 worker_send_task_events = True
-task_send_sent_event = True
+task_send_sent_event = False
 
 # The ingress must answer fast when the broker is down: one try, short timeouts; the
 # delivery is already recorded and the sweep enqueues it later.

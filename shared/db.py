@@ -51,12 +51,15 @@ def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(bind=engine, expire_on_commit=False)
 
 
-def insert_ignoring_conflict(session: Session, table, values: dict, conflict_columns: list[str]):
-    """INSERT … ON CONFLICT DO NOTHING; True when the row was inserted (not already there)."""
+def insert_ignoring_conflict(session: Session, table, values: dict, conflict_columns: list[str], returning=None):
+    """INSERT … ON CONFLICT DO NOTHING: True when the row was inserted (not already there),
+    or, with `returning` (a column), its value for the new row and None for a conflict."""
     dialect = session.get_bind().dialect.name
     if dialect == "postgresql":
         from sqlalchemy.dialects.postgresql import insert
     else:
         from sqlalchemy.dialects.sqlite import insert
     stmt = insert(table).values(**values).on_conflict_do_nothing(index_elements=conflict_columns)
+    if returning is not None:
+        return session.execute(stmt.returning(returning)).scalar()
     return session.execute(stmt).rowcount == 1

@@ -53,7 +53,7 @@ def record(
     """Record an accepted delivery, or find the one already recorded under its id."""
     now = utcnow()
     kept = {name: headers.get(name) for name in KEPT_HEADERS if headers.get(name) is not None}
-    inserted = insert_ignoring_conflict(
+    pk = insert_ignoring_conflict(
         session,
         Delivery,
         dict(
@@ -69,17 +69,19 @@ def record(
             duplicates=0,
         ),
         ["endpoint", "delivery_id"],
+        returning=Delivery.id,
     )
+    if pk is not None:
+        return Recorded(pk, delivery_id, callback.job_id, duplicate=False)
     row = session.execute(
         select(Delivery.id, Delivery.job_id).where(
             Delivery.endpoint == endpoint, Delivery.delivery_id == delivery_id
         )
     ).one()
-    if not inserted:
-        session.execute(
-            update(Delivery).where(Delivery.id == row.id).values(duplicates=Delivery.duplicates + 1)
-        )
-    return Recorded(row.id, delivery_id, row.job_id, duplicate=not inserted)
+    session.execute(
+        update(Delivery).where(Delivery.id == row.id).values(duplicates=Delivery.duplicates + 1)
+    )
+    return Recorded(row.id, delivery_id, row.job_id, duplicate=True)
 
 
 def begin_attempt(session: Session, pk: int, max_attempts: int) -> int | None:
