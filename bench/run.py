@@ -58,7 +58,7 @@ FULL = dict(
     memory_checkpoints="10000,50000", profile_seconds=15,
 )
 QUICK = dict(
-    ingress_seconds=8, warmup_seconds=2, pipeline_seconds=15, burst=2000,
+    ingress_seconds=6, warmup_seconds=2, pipeline_seconds=10, burst=2000,
     memory_checkpoints="2000,8000", profile_seconds=6,
 )
 
@@ -69,7 +69,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         epilog="Every option can also be given as BENCH_<OPTION> (e.g. BENCH_INGRESS_SECONDS=60).",
     )
     p.add_argument("--quick", action="store_true", default=_env("quick", False, lambda v: v not in ("0", "")),
-                   help="smaller figures (8 s wrk runs, 2k burst, 2k/8k memory checkpoints): under 3 minutes")
+                   help="smaller figures (6 s wrk runs, 10 s at 100/s, 2k burst, 2k/8k memory checkpoints): under 3 minutes")
     p.add_argument("--ingress-seconds", type=float, help="each wrk measurement (full 30, quick 8)")
     p.add_argument("--warmup-seconds", type=float, help="wrk warm-up before measuring (full 5, quick 2)")
     p.add_argument("--wrk-threads", type=int, default=_env("wrk_threads", 2, int))
@@ -410,6 +410,8 @@ class Bench:
         self.jobs = [f"{self.run_id}-job-{k}" for k in range(n)]
         items = [(f"{self.run_id}-seed-{k}", load.callback_body(job, 0, "seed")) for k, job in enumerate(self.jobs)]
         statuses = asyncio.run(load.send_all("127.0.0.1", self.port, self.secret, items))
+        if statuses.get("200", 0) != len(items):
+            raise RuntimeError(f"the service did not accept the seed callbacks ({statuses}):\n{self.web_errors()}")
         self.wait_applied()
         self.log(f"seeded {n} jobs ({statuses})")
         # Bodies for wrk: 500 jobs of their own (auto-created on their first callback).
@@ -420,11 +422,21 @@ class Bench:
 
     def run_wrk(self, port: int, name: str, seconds: float = 0, count: int = 0) -> dict:
         a = self.args
-        return wrk.run(
+        result = wrk.run(
             self.wrk, f"http://127.0.0.1:{port}{load.HOOK}", self.wrk_bodies(), f"{self.run_id}-{name}",
             self.workdir, seconds=seconds, count=count, threads=a.wrk_threads, connections=a.wrk_connections,
             log_name=f"wrk-{name}",
         )
+        if result["ok"] == 0 or result["failed"] > result["ok"]:
+            raise RuntimeError(f"wrk {name}: {result['ok']} accepted, {result['failed']} refused, errors "
+                               f"{result['errors']}: the service is not accepting callbacks\n{self.web_errors()}")
+        return result
+
+    def web_errors(self) -> str:
+        """The end of the first traceback in the web log, if any (a broken service fails loudly)."""
+        text = self.procs["web"].log().decode(errors="replace") if "web" in self.procs else ""
+        at = text.find("Traceback")
+        return text[at:at + 3000] if at >= 0 else text[-1500:]
 
     def phase_pipeline_latency(self) -> None:
         a = self.args
@@ -717,10 +729,10 @@ def _fmt(value, unit=""):
 def verdicts(results: dict) -> dict:
     v = {}
     ing = results.get("ingress")
-    if ing:
+    if ing and ing["baseline"]["ok_per_s"]:
         v["ingress_ratio"] = round(ing["service"]["ok_per_s"] / ing["baseline"]["ok_per_s"], 3)
     thr, base = results.get("pipeline_throughput"), results.get("pipeline_baseline")
-    if thr and base:
+    if thr and base and base["tasks_per_s"]:
         v["pipeline_ratio"] = round(thr["applied_per_s"] / base["tasks_per_s"], 3)
     lat = results.get("pipeline_latency")
     if lat:
