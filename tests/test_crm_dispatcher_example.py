@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import json
-import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -29,7 +28,6 @@ README = ROOT / "examples" / "n8n" / "README.md"
 SECRET = b"n8n-test-secret"
 CALLBACK_URL = "http://bridge.test/api/n8n/hooks/job-status"
 
-needs_node = pytest.mark.skipif(shutil.which("node") is None, reason="Node.js is not installed")
 
 
 def load(path: Path = WORKFLOW) -> dict:
@@ -169,7 +167,6 @@ def webhook_item(headers: dict, body: bytes) -> dict:
     }
 
 
-@needs_node
 def test_verify_signature_accepts_the_bridges_action_dispatch_and_passes_the_envelope_on():
     headers, body = bridge_dispatch()
     result = run_code("Verify signature", [webhook_item(headers, body)])
@@ -179,7 +176,6 @@ def test_verify_signature_accepts_the_bridges_action_dispatch_and_passes_the_env
     assert item["json"]["entiteData"]["prenom"] == "Juliette — é" and item["json"]["source"] == "crm-abj"
 
 
-@needs_node
 def test_verify_signature_rejects_tampered_stale_and_foreign_dispatches():
     headers, body = bridge_dispatch()
     tampered = webhook_item(headers, body.replace(b"JURI102025", b"JURI102026"))
@@ -195,7 +191,6 @@ def test_verify_signature_rejects_tampered_stale_and_foreign_dispatches():
     assert not result["ok"] and "Invalid X-Signature" in result["error"]
 
 
-@needs_node
 @pytest.mark.parametrize("action_type", ["RELANCE_CANDIDAT_EMAIL", "GENERER_DEVIS", "REFUSER_DOCUMENT", "DEMANDER_REUPLOAD"])
 def test_round_trip_dispatch_route_node_signed_callback_accepted_by_the_bridge(action_type):
     headers, body = bridge_dispatch(action_type)
@@ -215,7 +210,6 @@ def test_round_trip_dispatch_route_node_signed_callback_accepted_by_the_bridge(a
     assert payload["result"]["route"] == route and payload["result"]["actionType"] == action_type
 
 
-@needs_node
 def test_unrouted_action_is_reported_failed():
     headers, body = bridge_dispatch("RELANCER")
     verified = run_code("Verify signature", [webhook_item(headers, body)])
