@@ -2,6 +2,8 @@
 
 from datetime import timedelta
 
+from kombu import Queue
+
 from shared.settings import Settings
 
 _settings = Settings.from_env()
@@ -46,6 +48,14 @@ if broker_url.startswith("redis"):
 else:
     # sqla+sqlite: every key here is passed to create_engine.
     broker_transport_options = {}
+
+# Beat's sweeps get their own queue, which every worker consumes beside the default one:
+# behind a backlog of deliveries they would wait, expire unrun, and the canary would read
+# as a stuck worker exactly when the redeliver sweep matters. kombu takes from the two
+# queues in turn, so a sweep waits for one task, not the backlog.
+task_default_queue = "celery"
+task_queues = (Queue("celery"), Queue("sweeps"))
+task_routes = {"workers.sweeps.*": {"queue": "sweeps"}}
 
 _every = _settings.sweep_interval
 beat_schedule = {

@@ -8,12 +8,11 @@ import time
 from flask import Blueprint, current_app, request
 
 from ingress.body import raw_body, require_json_content_type
-from ingress.db import session
-from ingress.errors import ApiError
+from ingress.errors import ApiError, unavailable
 from ingress.limits import enforce
+from ingress.recorder import RecordTimeout
 from shared import deliveries
 from shared.callbacks import ENDPOINTS, Endpoint, PayloadError, load
-from shared.queue import APPLY_DELIVERY, enqueue
 from shared.signing import SignatureError, verify
 
 log = logging.getLogger(__name__)
@@ -50,13 +49,13 @@ def receive(endpoint: Endpoint):
     except PayloadError as exc:
         raise ApiError(400, exc.code, exc.message, exc.details) from None
     delivery_id = verified.webhook_id or deliveries.delivery_id_for(request.headers, body)
-    db = session()
-    recorded = deliveries.record(db, endpoint.name, delivery_id, callback, body, request.headers)
-    db.commit()
-    if not recorded.duplicate:
-        # Only once committed; a broker that is down costs a delay (the sweep), not the delivery.
-        enqueue(APPLY_DELIVERY, delivery_pk=recorded.pk)
-    log.info(
+    try:
+        recorded = current_app.extensions["recorder"].record(
+            deliveries.incoming(endpoint.name, delivery_id, callback, body, request.headers)
+        )
+    except RecordTimeout as exc:
+        raise unavailable(str(exc)) from None
+    log.debug(
         "%s delivery %s for job %s accepted (%s%s)", endpoint.path, delivery_id, recorded.job_id,
         verified.scheme, ", duplicate" if recorded.duplicate else "",
     )

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from pathlib import Path
 
-from sqlalchemy import create_engine, event
+from sqlalchemy import DateTime, Integer, case, cast, create_engine, event, func, literal
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -51,15 +52,27 @@ def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(bind=engine, expire_on_commit=False)
 
 
-def insert_ignoring_conflict(session: Session, table, values: dict, conflict_columns: list[str], returning=None):
-    """INSERT … ON CONFLICT DO NOTHING: True when the row was inserted (not already there),
-    or, with `returning` (a column), its value for the new row and None for a conflict."""
-    dialect = session.get_bind().dialect.name
-    if dialect == "postgresql":
+def dialect(session: Session) -> str:
+    return session.get_bind().dialect.name
+
+
+def insert_ignoring_conflict(session: Session, table, values: dict, conflict_columns: list[str]) -> bool:
+    """INSERT … ON CONFLICT DO NOTHING: True when the row was inserted (not already there)."""
+    if dialect(session) == "postgresql":
         from sqlalchemy.dialects.postgresql import insert
     else:
         from sqlalchemy.dialects.sqlite import insert
     stmt = insert(table).values(**values).on_conflict_do_nothing(index_elements=conflict_columns)
-    if returning is not None:
-        return session.execute(stmt.returning(returning)).scalar()
     return session.execute(stmt).rowcount == 1
+
+
+def milliseconds_since(session: Session, column, now: datetime):
+    """SQL for the whole milliseconds from a UTC timestamp `column` to `now` (never negative)."""
+    if dialect(session) == "sqlite":
+        # SQLite keeps naive UTC text (models.UTCDateTime); julianday counts days.
+        naive = now.astimezone(timezone.utc).replace(tzinfo=None).isoformat(sep=" ")
+        seconds = (func.julianday(naive) - func.julianday(column)) * 86400.0
+    else:
+        seconds = func.extract("epoch", literal(now, DateTime(timezone=True)) - column)
+    milliseconds = cast(seconds * 1000.0, Integer)
+    return case((milliseconds < 0, 0), else_=milliseconds)

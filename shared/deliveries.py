@@ -8,15 +8,28 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from shared import artifacts, lifecycle
 from shared.callbacks import ENDPOINTS, Callback, Endpoint, load
-from shared.db import insert_ignoring_conflict
+from shared.db import dialect, insert_ignoring_conflict, milliseconds_since
 from shared.jobs import get_or_create_user, notify, touch
 from shared.models import Delivery, Job, JobEvent, utcnow
 
 log = logging.getLogger(__name__)
+
+DELIVERIES = Delivery.__table__
+# At most this many deliveries per INSERT at the ingress, and per message and transaction
+# in the workers.
+BATCH = 50
+# Core statements built once: the ORM's bulk path rebuilt a cache key for every request.
+_INSERT_DELIVERY = {
+    name: module.insert(DELIVERIES)
+    .on_conflict_do_nothing(index_elements=["endpoint", "delivery_id"])
+    .returning(DELIVERIES.c.id, DELIVERIES.c.endpoint, DELIVERIES.c.delivery_id)
+    for name, module in (("postgresql", postgresql), ("sqlite", sqlite))
+}
 
 # The headers worth keeping with a delivery: what identifies and authenticates it.
 KEPT_HEADERS = (
@@ -40,6 +53,24 @@ def delivery_id_for(headers, body: bytes) -> str:
 
 
 @dataclass(frozen=True)
+class Incoming:
+    """A verified, validated delivery on its way to the database."""
+
+    endpoint: str
+    delivery_id: str
+    job_id: str
+    status: str
+    body: bytes
+    headers: dict[str, str]
+
+
+def incoming(endpoint: str, delivery_id: str, callback: Callback, body: bytes, headers) -> Incoming:
+    kept = {name: headers.get(name) for name in KEPT_HEADERS if headers.get(name) is not None}
+    status = lifecycle.canonical(callback.word) or lifecycle.PENDING
+    return Incoming(endpoint, delivery_id, callback.job_id, status, body, kept)
+
+
+@dataclass(frozen=True)
 class Recorded:
     pk: int
     delivery_id: str
@@ -47,78 +78,104 @@ class Recorded:
     duplicate: bool
 
 
-def record(
-    session: Session, endpoint: str, delivery_id: str, callback: Callback, body: bytes, headers
-) -> Recorded:
-    """Record an accepted delivery, or find the one already recorded under its id."""
+def record_many(session: Session, batch: list[Incoming]) -> list[Recorded]:
+    """Record accepted deliveries in one statement; each one already recorded under its id
+    (before, or earlier in the same batch) is found instead and counted as a duplicate."""
     now = utcnow()
-    kept = {name: headers.get(name) for name in KEPT_HEADERS if headers.get(name) is not None}
-    pk = insert_ignoring_conflict(
-        session,
-        Delivery,
+    rows = [
         dict(
-            endpoint=endpoint,
-            delivery_id=delivery_id,
-            job_id=callback.job_id,
-            status=lifecycle.canonical(callback.word) or lifecycle.PENDING,
-            body=body,
-            headers=kept,
+            endpoint=item.endpoint,
+            delivery_id=item.delivery_id,
+            job_id=item.job_id,
+            status=item.status,
+            body=item.body,
+            headers=item.headers,
             received_at=now,
             last_enqueued_at=now,
             attempts=0,
             duplicates=0,
-        ),
-        ["endpoint", "delivery_id"],
-        returning=Delivery.id,
-    )
-    if pk is not None:
-        return Recorded(pk, delivery_id, callback.job_id, duplicate=False)
-    row = session.execute(
-        select(Delivery.id, Delivery.job_id).where(
-            Delivery.endpoint == endpoint, Delivery.delivery_id == delivery_id
         )
-    ).one()
-    session.execute(
-        update(Delivery).where(Delivery.id == row.id).values(duplicates=Delivery.duplicates + 1)
-    )
-    return Recorded(row.id, delivery_id, row.job_id, duplicate=True)
+        for item in batch
+    ]
+    # executemany with RETURNING: SQLAlchemy sends it as multi-row INSERTs ("insertmanyvalues").
+    inserted = {
+        (row.endpoint, row.delivery_id): row.id
+        for row in session.execute(_INSERT_DELIVERY[dialect(session)], rows)
+    }
+    recorded = []
+    for item in batch:
+        pk = inserted.pop((item.endpoint, item.delivery_id), None)
+        if pk is not None:
+            recorded.append(Recorded(pk, item.delivery_id, item.job_id, duplicate=False))
+            continue
+        row = session.execute(
+            select(DELIVERIES.c.id, DELIVERIES.c.job_id).where(
+                DELIVERIES.c.endpoint == item.endpoint, DELIVERIES.c.delivery_id == item.delivery_id
+            )
+        ).one()
+        session.execute(
+            update(DELIVERIES).where(DELIVERIES.c.id == row.id).values(duplicates=DELIVERIES.c.duplicates + 1)
+        )
+        recorded.append(Recorded(row.id, item.delivery_id, row.job_id, duplicate=True))
+    return recorded
 
 
 def begin_attempt(session: Session, pk: int, max_attempts: int) -> int | None:
     """Count one more attempt at applying a delivery; None when applied or given up.
 
-    Committed on its own before the work, so that a delivery that kills its worker every
-    time is not redelivered for ever (task_reject_on_worker_lost redelivers at once).
+    For a delivery whose message came back after its worker died: committed on its own
+    before the work, so that a delivery that kills its worker every time is given up after
+    `max_attempts` instead of being redelivered for ever.
     """
-    attempts = session.scalar(
-        update(Delivery)
-        .where(Delivery.id == pk, Delivery.applied_at.is_(None), Delivery.attempts < max_attempts)
-        .values(attempts=Delivery.attempts + 1)
-        .returning(Delivery.attempts)
+    return session.scalar(
+        update(DELIVERIES)
+        .where(DELIVERIES.c.id == pk, DELIVERIES.c.applied_at.is_(None), DELIVERIES.c.attempts < max_attempts)
+        .values(attempts=DELIVERIES.c.attempts + 1)
+        .returning(DELIVERIES.c.attempts)
     )
-    return attempts
 
 
-def record_failure(session: Session, pk: int, error: str) -> None:
-    session.execute(update(Delivery).where(Delivery.id == pk).values(last_error=error[:2000]))
+def record_failure(session: Session, pk: int, error: str, *, count_attempt: bool) -> None:
+    """Keep the error of a failed attempt (counting it, when the rolled-back claim did)."""
+    values = {"last_error": error[:2000]}
+    if count_attempt:
+        values["attempts"] = DELIVERIES.c.attempts + 1
+    session.execute(update(DELIVERIES).where(DELIVERIES.c.id == pk).values(**values))
 
 
-def apply(session: Session, pk: int) -> str:
-    """Apply a recorded delivery to its job, exactly once. Returns what happened, for logs."""
+def apply(session: Session, pks: list[int], max_attempts: int | None) -> list[str]:
+    """Apply recorded deliveries to their jobs, each exactly once. Returns what happened, for logs.
+
+    Claiming and applying share one transaction: either both commit or neither does. The
+    claim counts the attempt and stops at `max_attempts`; None: the attempt is already
+    counted (begin_attempt). Jobs are locked in the order of their ids, so two workers
+    applying batches that share jobs wait for each other instead of deadlocking.
+    """
     now = utcnow()
-    # Claiming and applying share one transaction: either both commit or neither does.
+    values = dict(applied_at=now, last_error=None, apply_ms=milliseconds_since(session, DELIVERIES.c.received_at, now))
+    claim = update(DELIVERIES).where(DELIVERIES.c.id.in_(pks), DELIVERIES.c.applied_at.is_(None))
+    if max_attempts is not None:
+        claim = claim.where(DELIVERIES.c.attempts < max_attempts)
+        values["attempts"] = DELIVERIES.c.attempts + 1
     claimed = session.execute(
-        update(Delivery)
-        .where(Delivery.id == pk, Delivery.applied_at.is_(None))
-        .values(applied_at=now, last_error=None)
-    ).rowcount
-    if not claimed:
-        return "already applied"
-    delivery = session.get(Delivery, pk)
-    endpoint = ENDPOINTS[delivery.endpoint]
-    callback = load(endpoint, delivery.body)
-    delivery.apply_ms = max(0, int((now - delivery.received_at).total_seconds() * 1000))
-    return apply_callback(session, endpoint, delivery.id, callback, now, received_at=delivery.received_at)
+        claim.values(**values).returning(
+            DELIVERIES.c.id, DELIVERIES.c.endpoint, DELIVERIES.c.body, DELIVERIES.c.received_at
+        )
+    ).all()
+    work = []
+    for row in claimed:
+        endpoint = ENDPOINTS[row.endpoint]
+        work.append((endpoint, row, load(endpoint, row.body)))
+    work.sort(key=lambda item: (item[2].job_id, item[1].id))
+    outcomes = [
+        f"delivery {row.id}: "
+        + apply_callback(session, endpoint, row.id, callback, now, received_at=row.received_at)
+        for endpoint, row, callback in work
+    ]
+    skipped = len(set(pks)) - len(claimed)
+    if skipped:
+        outcomes.append(f"{skipped} already applied or given up")
+    return outcomes
 
 
 def _find_job(session: Session, job_id: str) -> Job | None:

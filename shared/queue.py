@@ -12,7 +12,7 @@ log = logging.getLogger(__name__)
 celery_app = Celery("ai_bridge")
 celery_app.config_from_object("celeryconfig")
 
-APPLY_DELIVERY = "workers.deliveries.apply"
+APPLY_DELIVERIES = "workers.deliveries.apply"
 DISPATCH_JOB = "workers.dispatch.send"
 
 # After a failed publish, this process stops trying for a while: a dead broker costs each

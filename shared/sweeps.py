@@ -31,16 +31,15 @@ def unapplied_deliveries(session: Session, settings: Settings) -> list[int]:
         .order_by(Delivery.id)
         .limit(BATCH)
     ).all()
-    taken = []
-    for pk in due:
-        # Conditional: a concurrent sweep that took it first leaves rowcount 0 here.
-        if session.execute(
-            update(Delivery)
-            .where(Delivery.id == pk, Delivery.last_enqueued_at <= cutoff)
-            .values(last_enqueued_at=now)
-        ).rowcount:
-            taken.append(pk)
-    return taken
+    if not due:
+        return []
+    # Conditional: the ones a concurrent sweep took first are not returned here.
+    return sorted(session.scalars(
+        update(Delivery.__table__)
+        .where(Delivery.id.in_(due), Delivery.last_enqueued_at <= cutoff)
+        .values(last_enqueued_at=now)
+        .returning(Delivery.id)
+    ).all())
 
 
 def due_dispatches(session: Session) -> list[str]:

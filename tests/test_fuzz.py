@@ -238,8 +238,8 @@ def test_signed_random_callbacks_accepted_are_applied(app, client, path, reliabi
                 Delivery.endpoint == endpoint.name, Delivery.delivery_id == response.get_json()["delivery_id"]
             ))
         with sessionmaker.begin() as db:
-            outcome = deliveries.apply(db, pk)  # what workers.deliveries.apply runs; raises on failure
-        applied[outcome != "already applied"] += 1
+            outcomes = deliveries.apply(db, [pk], max_attempts=5)  # what the worker's task runs; raises on failure
+        applied["already applied" not in outcomes[-1]] += 1
 
     post_and_apply()
     assert applied[True] >= 5, dict(applied)

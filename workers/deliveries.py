@@ -1,30 +1,64 @@
-"""Task: apply one recorded delivery to its job."""
+"""Task: apply recorded deliveries to their jobs, a batch per message."""
 
 from __future__ import annotations
 
 import logging
 
 from shared import deliveries
-from shared.queue import APPLY_DELIVERY, celery_app
+from shared.queue import APPLY_DELIVERIES, celery_app
 from workers.context import settings, transaction
 
 log = logging.getLogger(__name__)
 
 
-@celery_app.task(name=APPLY_DELIVERY)
-def apply(*, delivery_pk: int) -> str:
-    """Apply delivery `delivery_pk` exactly once (the database decides, not the broker)."""
-    with transaction() as session:
-        attempt = deliveries.begin_attempt(session, delivery_pk, settings().max_delivery_attempts)
-    if attempt is None:
-        return "already applied or given up"
+class DeliveriesFailed(Exception):
+    """Some deliveries of a message failed; their errors are kept and the sweep retries them."""
+
+
+@celery_app.task(name=APPLY_DELIVERIES, bind=True)
+def apply(self, *, delivery_pks: list[int]) -> str:
+    """Apply each delivery exactly once (the database decides, not the broker).
+
+    A batch is applied in one transaction. If that fails (one bad delivery, a deadlock),
+    each delivery is applied in its own, so the others are not held back by it.
+    """
+    max_attempts = settings().max_delivery_attempts
+    # kombu marks a message that comes back after its worker died (acks_late and
+    # reject_on_worker_lost): count the attempts before the work, so a delivery that kills
+    # its worker every time is given up after MAX_DELIVERY_ATTEMPTS.
+    redelivered = bool((self.request.delivery_info or {}).get("redelivered"))
+    if len(delivery_pks) > 1 and not redelivered:
+        try:
+            with transaction() as session:
+                outcomes = deliveries.apply(session, delivery_pks, max_attempts)
+        except Exception as exc:
+            log.warning("batch of %d deliveries failed (%s: %s); applying them one by one",
+                        len(delivery_pks), type(exc).__name__, exc)
+        else:
+            for outcome in outcomes:
+                log.info("%s", outcome)
+            return f"{len(delivery_pks)} deliveries: applied"
+    failed = [pk for pk in delivery_pks if not _apply_one(pk, max_attempts, count_first=redelivered)]
+    if failed:
+        raise DeliveriesFailed(f"deliveries {failed} failed; the sweep will retry them")
+    return f"{len(delivery_pks)} deliveries: applied one by one"
+
+
+def _apply_one(pk: int, max_attempts: int, *, count_first: bool) -> bool:
+    if count_first:
+        with transaction() as session:
+            attempt = deliveries.begin_attempt(session, pk, max_attempts)
+        if attempt is None:
+            log.info("delivery %s: already applied or given up", pk)
+            return True
     try:
         with transaction() as session:
-            outcome = deliveries.apply(session, delivery_pk)
+            outcomes = deliveries.apply(session, [pk], None if count_first else max_attempts)
     except Exception as exc:
         with transaction() as session:
-            deliveries.record_failure(session, delivery_pk, f"{type(exc).__name__}: {exc}")
-        log.exception("delivery %s attempt %s failed; the sweep will retry it", delivery_pk, attempt)
-        raise
-    log.info("delivery %s applied: %s", delivery_pk, outcome)
-    return outcome
+            deliveries.record_failure(session, pk, f"{type(exc).__name__}: {exc}", count_attempt=not count_first)
+        log.exception("delivery %s failed; the sweep will retry it", pk)
+        return False
+    for outcome in outcomes:
+        log.info("%s", outcome)
+    return True

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import logging
 
-from shared import sweeps
-from shared.queue import APPLY_DELIVERY, DISPATCH_JOB, celery_app, enqueue
+from shared import deliveries, sweeps
+from shared.queue import APPLY_DELIVERIES, DISPATCH_JOB, celery_app, enqueue
 from workers.context import settings, transaction
 
 log = logging.getLogger(__name__)
@@ -16,8 +16,8 @@ def redeliver() -> int:
     """Enqueue again the deliveries recorded but not applied in time."""
     with transaction() as session:
         pks = sweeps.unapplied_deliveries(session, settings())
-    for pk in pks:
-        enqueue(APPLY_DELIVERY, delivery_pk=pk)
+    for start in range(0, len(pks), deliveries.BATCH):
+        enqueue(APPLY_DELIVERIES, delivery_pks=pks[start:start + deliveries.BATCH])
     if pks:
         log.warning("redelivered %d unapplied deliveries", len(pks))
     return len(pks)

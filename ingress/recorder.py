@@ -1,0 +1,120 @@
+"""Group commit: the deliveries of concurrent requests share one INSERT, one COMMIT, one message.
+
+Each request thread hands its verified delivery to the process's writer thread and waits.
+The writer takes everything that is waiting (up to `deliveries.BATCH`), records it in one
+transaction, wakes the requests with their answers, then publishes one task for the new
+deliveries. No request waits for a timer: alone, a delivery is written at once; under load
+the requests that arrive while a batch is being written make up the next one. A request is
+still answered only once its delivery is committed (CONTRACT §2).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import threading
+import time
+from collections.abc import Callable
+
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from shared import deliveries
+from shared.deliveries import Incoming, Recorded
+from shared.queue import APPLY_DELIVERIES, enqueue
+
+log = logging.getLogger(__name__)
+
+
+class RecordTimeout(Exception):
+    """The writer did not get to a delivery in time (a database that hangs)."""
+
+
+class _Pending:
+    __slots__ = ("incoming", "done", "recorded", "error")
+
+    def __init__(self, incoming: Incoming):
+        self.incoming = incoming
+        self.done = threading.Event()
+        self.recorded: Recorded | None = None
+        self.error: BaseException | None = None
+
+
+class Recorder:
+    def __init__(
+        self,
+        sessionmaker: sessionmaker[Session],
+        publish: Callable[[list[int]], object] = lambda pks: enqueue(APPLY_DELIVERIES, delivery_pks=pks),
+        timeout: float = 10.0,
+    ):
+        self._sessionmaker = sessionmaker
+        self._publish = publish
+        self._timeout = timeout
+        self._lock = threading.Lock()
+        self._pid: int | None = None
+        self._queue: queue.SimpleQueue[_Pending] = queue.SimpleQueue()
+
+    def record(self, incoming: Incoming) -> Recorded:
+        """Record one delivery (committed when this returns); raises what the database raised."""
+        pending = _Pending(incoming)
+        self._writer_queue().put(pending)
+        if not pending.done.wait(self._timeout):
+            raise RecordTimeout(f"the database did not record the delivery within {self._timeout:g} s")
+        if pending.error is not None:
+            raise pending.error
+        return pending.recorded
+
+    def _writer_queue(self) -> queue.SimpleQueue[_Pending]:
+        # One writer per process, started in the process that uses it (gunicorn forks workers).
+        if self._pid != os.getpid():
+            with self._lock:
+                if self._pid != os.getpid():
+                    self._queue = queue.SimpleQueue()
+                    threading.Thread(target=self._run, args=(self._queue,), name="recorder", daemon=True).start()
+                    self._pid = os.getpid()
+        return self._queue
+
+    def _run(self, waiting: queue.SimpleQueue[_Pending]) -> None:
+        while True:
+            batch = [waiting.get()]
+            while len(batch) < deliveries.BATCH:
+                try:
+                    batch.append(waiting.get_nowait())
+                except queue.Empty:
+                    break
+            try:
+                self._write(batch)
+            except BaseException as exc:  # never leave a request waiting, never let the writer die
+                log.exception("recording a batch of %d deliveries failed", len(batch))
+                for pending in batch:
+                    if not pending.done.is_set():
+                        pending.error = exc
+                        pending.done.set()
+
+    def _write(self, batch: list[_Pending]) -> None:
+        started = time.perf_counter()
+        try:
+            with self._sessionmaker.begin() as session:
+                recorded = deliveries.record_many(session, [pending.incoming for pending in batch])
+        except DBAPIError as exc:
+            if len(batch) > 1 and not isinstance(exc, OperationalError):
+                # A row the database refused must not fail the requests it was batched with.
+                log.warning("batch of %d refused (%s); recording one by one", len(batch), type(exc).__name__)
+                for pending in batch:
+                    try:
+                        self._write([pending])
+                    except DBAPIError as refused:
+                        pending.error = refused
+                        pending.done.set()
+                return
+            raise
+        for pending, result in zip(batch, recorded):
+            pending.recorded = result
+            pending.done.set()
+        new = [result.pk for result in recorded if not result.duplicate]
+        if new:
+            # Only once committed; a broker that is down costs a delay (the sweep), not the deliveries.
+            self._publish(new)
+        log.info("recorded %d deliveries (%d new, %d duplicates) in %.1f ms", len(batch), len(new),
+                 len(batch) - len(new), (time.perf_counter() - started) * 1000)
