@@ -40,3 +40,18 @@ def test_fails_open_when_redis_is_down():
     dead = redis.Redis(port=1, socket_connect_timeout=0.2, retry=Retry(NoBackoff(), 0))
     verdict = RateLimiter(dead).hit("token", "a", Limit(1, 60))
     assert verdict.allowed
+
+
+def test_a_share_is_spent_locally_and_the_limit_holds_across_processes():
+    client = fakeredis.FakeRedis()
+    web1, web2 = RateLimiter(client), RateLimiter(client)  # two web processes, one Redis
+    limit = Limit(500, 60)  # a share is 10 requests
+    now = 28_333_334 * 60 + 1.0
+    verdicts = [(web1 if i % 3 else web2).hit("sender", "s", limit, now) for i in range(600)]
+    allowed = sum(v.allowed for v in verdicts)
+    # Never more than the limit; at most a share per process left unused when refusals start.
+    assert 500 - 2 * 10 <= allowed <= 500
+    assert all(not v.allowed for v in verdicts[510:])
+    [key] = client.keys("ratelimit:sender:s:*")
+    # One round trip per share, and one per process to learn the window is full: not per request.
+    assert int(client.get(key)) <= 500 + 2 * 10
