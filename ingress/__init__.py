@@ -31,9 +31,11 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     from ingress import actions, api, body, cli, errors, hooks, ops
     from ingress.db import close_session
+    from ingress.auth import TokenCache
     from ingress.recorder import Recorder
 
     app.extensions["recorder"] = Recorder(app.extensions["sessionmaker"])
+    app.extensions["token_cache"] = TokenCache()
     errors.register(app)
     app.before_request(body.refuse_nul_in_url_and_headers)
     app.teardown_appcontext(close_session)

@@ -68,12 +68,13 @@ def create_token(session: Session, external_id: str, admin: bool = False, email=
     return token
 
 
-def user_for_token(session: Session, token: str) -> User | None:
-    # Looked up by its SHA-256: no comparison of secrets happens in Python.
-    row = session.scalar(
-        select(ApiToken).where(ApiToken.token_hash == hash_token(token), ApiToken.revoked_at.is_(None))
+def user_for_token(session: Session, token_hash: str) -> User | None:
+    # Looked up by its SHA-256 (hash_token): no comparison of secrets happens in Python.
+    return session.scalar(
+        select(User)
+        .join(ApiToken, ApiToken.user_id == User.id)
+        .where(ApiToken.token_hash == token_hash, ApiToken.revoked_at.is_(None))
     )
-    return row.user if row else None
 
 
 # --- representation --------------------------------------------------------------------
@@ -148,6 +149,14 @@ def job_detail(session: Session, job: Job) -> dict[str, Any]:
 def etag(job: Job) -> str:
     """The job's entity tag (unquoted): changes whenever anything shown of the job does."""
     return hashlib.sha256(f"{job.id}:{job.revision}".encode()).hexdigest()[:32]
+
+
+def visible_etag(session: Session, user: User, job_id: str) -> str | None:
+    """The entity tag of a job `user` may see, None otherwise: a poll's 304 without loading the job."""
+    row = session.execute(
+        select(Job.id, Job.revision).where(Job.id == job_id, *_visibility(user))
+    ).first()
+    return etag(row) if row else None
 
 
 # --- cursors ---------------------------------------------------------------------------
@@ -258,9 +267,12 @@ def _same_request(job: Job, fingerprint: str) -> Job:
     return job
 
 
+def _visibility(user: User) -> tuple:
+    return () if user.is_admin else (Job.user_id == user.id,)
+
+
 def visible_jobs(user: User):
-    query = select(Job)
-    return query if user.is_admin else query.where(Job.user_id == user.id)
+    return select(Job).where(*_visibility(user))
 
 
 def get_visible_job(session: Session, user: User, job_id: str, lock: bool = False) -> Job | None:
