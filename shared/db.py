@@ -19,8 +19,15 @@ def make_engine(url: str, **kwargs) -> Engine:
         engine = create_engine(url, connect_args={"timeout": 30}, **kwargs)
         _configure_sqlite(engine)
         return engine
-    kwargs.setdefault("pool_pre_ping", True)
-    kwargs.setdefault("pool_size", 5)
+    # No ping before each use (a round trip per request): when PostgreSQL restarts, the
+    # first statement on a stale connection fails (503 at the ingress, a retried task in a
+    # worker) and SQLAlchemy then replaces every connection of the pool at once.
+    kwargs.setdefault("pool_pre_ping", False)
+    kwargs.setdefault("pool_recycle", 1800)
+    # Room for a web process's 16 threads and its writer without closing and reopening
+    # connections: an overflow connection is closed when returned, and under load that
+    # churn (a PostgreSQL backend forked per request) cost more than the requests.
+    kwargs.setdefault("pool_size", 20)
     kwargs.setdefault("max_overflow", 10)
     return create_engine(
         url,

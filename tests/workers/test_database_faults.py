@@ -115,7 +115,7 @@ def pg_fault(request, n8n, tmp_path_factory):
     config.attributes["configure_logger"] = False
     command.upgrade(config, "head")
 
-    engine = make_engine(database_url)
+    engine = make_engine(database_url, pool_pre_ping=True)  # the test reads across the restart
     request.addfinalizer(engine.dispose)
 
     workdir = tmp_path_factory.mktemp("database-faults")
