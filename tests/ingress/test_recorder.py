@@ -5,12 +5,13 @@ refuses fails only its own request."""
 import threading
 import time
 import uuid
+from contextlib import contextmanager
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select, text
 from sqlalchemy.exc import DBAPIError
 
-from ingress.recorder import Recorder
+from ingress.recorder import Recorder, RecordTimeout
 from shared.deliveries import Incoming
 from shared.db import make_sessionmaker
 from shared.models import Delivery
@@ -21,20 +22,40 @@ def incoming(delivery_id=None, job_id=None) -> Incoming:
                     "running", b"{}", {})
 
 
-class GatedPublish:
-    """Publishes nothing; holds the writer inside its first publish until released, so that
-    the requests arriving meanwhile are all waiting when it takes the next batch."""
-
-    def __init__(self):
-        self.batches: list[list[int]] = []
-        self.first = threading.Event()
-        self.release = threading.Event()
-
+class Published(list):
     def __call__(self, pks):
-        self.batches.append(pks)
-        if len(self.batches) == 1:
-            self.first.set()
-            assert self.release.wait(10)
+        self.append(pks)
+
+    def wait_for(self, n):
+        deadline = time.monotonic() + 10
+        while sum(len(pks) for pks in self) < n:
+            assert time.monotonic() < deadline, f"published {list(self)}, expected {n} deliveries"
+            time.sleep(0.01)
+        return sorted(pk for pks in self for pk in pks)
+
+
+@contextmanager
+def writes_held(engine):
+    """Hold the deliveries table locked: the writer's INSERT waits until the block ends."""
+    with engine.connect() as connection:
+        with connection.begin():
+            connection.execute(text("LOCK TABLE deliveries IN EXCLUSIVE MODE"))
+            yield
+
+
+@contextmanager
+def inserts_counted(engine):
+    statements = []
+
+    def count(_conn, _cursor, statement, *_):
+        if statement.startswith("INSERT INTO deliveries"):
+            statements.append(statement)
+
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        yield statements
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
 
 
 def record_all(recorder, items):
@@ -54,9 +75,20 @@ def record_all(recorder, items):
 
 def wait_queued(recorder, n):
     deadline = time.monotonic() + 10
-    while recorder._queue.qsize() < n:
+    while recorder._queue.qsize() != n:
         assert time.monotonic() < deadline, "the requests never reached the writer"
         time.sleep(0.005)
+
+
+def insert_waiting(engine):
+    """Until a backend of this database waits for the lock: the writer's INSERT."""
+    deadline = time.monotonic() + 10
+    with engine.connect() as connection:
+        while not connection.scalar(text(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
+        )):
+            assert time.monotonic() < deadline, "the writer never reached its INSERT"
+            time.sleep(0.01)
 
 
 @pytest.fixture
@@ -64,57 +96,56 @@ def sessionmaker(engine, database_url):
     return make_sessionmaker(engine)
 
 
-def test_concurrent_deliveries_share_one_commit_and_one_message(sessionmaker):
-    publish = GatedPublish()
-    recorder = Recorder(sessionmaker, publish)
-    first = recorder.record(incoming())  # answered once committed, before its publish returns
-    assert first.duplicate is False
-
-    assert publish.first.wait(10)
+def test_concurrent_deliveries_share_one_commit_and_one_message(engine, sessionmaker):
+    published = Published()
+    recorder = Recorder(sessionmaker, published)
+    recorder.record(incoming())  # the writer and publisher are up
+    published.wait_for(1)
+    published.clear()
     same = f"rec-{uuid.uuid4()}"
     items = [incoming() for _ in range(10)] + [incoming(delivery_id=same), incoming(delivery_id=same)]
-    threads, results = record_all(recorder, items)
-    wait_queued(recorder, len(items))
-    publish.release.set()
-    for thread in threads:
-        thread.join(10)
+    with inserts_counted(engine) as inserts:
+        with writes_held(engine):
+            first_threads, first = record_all(recorder, items[:1])
+            insert_waiting(engine)  # the writer took the first one alone; its INSERT waits
+            other_threads, others = record_all(recorder, items[1:])
+            wait_queued(recorder, len(items) - 1)
+            assert first == [None], "answered before its delivery was committed"
+        for thread in first_threads + other_threads:
+            thread.join(10)
+    results = first + others
 
-    assert publish.batches[0] == [first.pk]
-    # All twelve in the second batch; the repeated delivery id is recorded once.
-    assert len(publish.batches) == 2 and sorted(publish.batches[1]) == sorted(r.pk for r in results[:11])
+    # The first alone, then the eleven others in one INSERT; the repeated id is recorded once.
+    assert len(inserts) == 2
     assert [r.duplicate for r in results] == [False] * 11 + [True]
     assert results[11].pk == results[10].pk
+    assert published.wait_for(11) == sorted(r.pk for r in results[:11])
     with sessionmaker() as db:
         pks = [r.pk for r in results[:11]]
         assert db.scalar(select(func.count()).select_from(Delivery).where(Delivery.id.in_(pks))) == 11
         assert db.get(Delivery, results[10].pk).duplicates == 1
 
 
-def test_a_refused_row_fails_only_its_own_request(sessionmaker):
-    publish = GatedPublish()
-    recorder = Recorder(sessionmaker, publish)
+def test_a_refused_row_fails_only_its_own_request(engine, sessionmaker):
+    published = Published()
+    recorder = Recorder(sessionmaker, published)
     recorder.record(incoming())
-    assert publish.first.wait(10)
     # A job id longer than the column: PostgreSQL refuses the row (the schemas stop it earlier).
     items = [incoming(), incoming(job_id="x" * 300), incoming()]
-    threads, results = record_all(recorder, items)
-    wait_queued(recorder, len(items))
-    publish.release.set()
+    with writes_held(engine):
+        threads, results = record_all(recorder, items)
+        time.sleep(0.3)  # all three reach the writer, blocked by the lock on its INSERT
     for thread in threads:
         thread.join(10)
 
     assert isinstance(results[1], DBAPIError)
     assert results[0].duplicate is False and results[2].duplicate is False
-    assert sorted(pk for batch in publish.batches[1:] for pk in batch) == sorted([results[0].pk, results[2].pk])
+    assert set(published.wait_for(3)) >= {results[0].pk, results[2].pk}
 
 
-def test_a_database_that_does_not_answer_is_a_timeout_not_a_hang(sessionmaker):
-    from ingress.recorder import RecordTimeout
+def test_a_database_that_does_not_answer_is_a_timeout_not_a_hang(engine, sessionmaker):
+    recorder = Recorder(sessionmaker, Published(), timeout=0.5)
+    with writes_held(engine):
+        with pytest.raises(RecordTimeout):
+            recorder.record(incoming())
 
-    publish = GatedPublish()
-    recorder = Recorder(sessionmaker, publish, timeout=0.5)
-    recorder.record(incoming())  # the writer is now held in its publish: nothing else is written
-    assert publish.first.wait(10)
-    with pytest.raises(RecordTimeout):
-        recorder.record(incoming())
-    publish.release.set()
