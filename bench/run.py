@@ -666,8 +666,9 @@ class Bench:
         self.results["memory"] = report
 
     def sweeps_report(self) -> None:
-        """Beat's sweeps share the deliveries' queue and expire after SWEEP_INTERVAL: how many
-        were discarded unrun during the run, and the longest gap between two canary runs."""
+        """Beat's sweeps expire after SWEEP_INTERVAL: how many were discarded unrun during the
+        run (they have their own queue, so only while the bench holds the worker paused), and
+        the longest gap between two canary runs."""
         import re
 
         text = self.procs["worker"].log().decode(errors="replace")
@@ -841,7 +842,7 @@ def table(results: dict) -> str:
     sweeps = results.get("sweeps")
     if sweeps and sweeps.get("discarded_unrun"):
         total = sum(sweeps["discarded_unrun"].values())
-        lines.append(f"| beat sweeps expired unrun behind backlogs (canary max gap) | {total} "
+        lines.append(f"| beat sweeps expired unrun, worker paused by the bench (canary max gap) | {total} "
                      f"({sweeps['canary_max_gap_seconds']} s) | | | (info) | |")
     return "\n".join(lines)
 
