@@ -81,9 +81,11 @@ def get_job(job_id: str):
     if request.if_none_match.contains(tag):
         response = current_app.response_class(status=304)
     else:
-        job = _job_or_404(job_id)
-        tag = jobs.etag(job)  # it may have changed in between: the tag of what is sent
-        response = jsonify(jobs.job_detail(session(), job))
+        found = jobs.job_detail(session(), g.user, job_id)
+        if found is None:  # reassigned in between
+            raise _not_found()
+        detail, tag = found  # it may have changed in between: the tag of what is sent
+        response = jsonify(detail)
     response.set_etag(tag)
     response.headers["Cache-Control"] = "no-cache"
     return response

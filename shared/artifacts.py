@@ -81,7 +81,8 @@ def _number(value: Any) -> float | None:
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
-def image_view(image: JobImage) -> dict:
+def image_view(image) -> dict:
+    """A JobImage, or a row of its table."""
     return {
         "url": image.url,
         "file_path": image.file_path,
@@ -115,8 +116,8 @@ def for_jobs(session: Session, job_ids: list[str]) -> dict[str, dict]:
     found: dict[str, dict] = {job_id: {} for job_id in job_ids}
     if not job_ids:
         return found
-    images = session.scalars(
-        select(JobImage).where(JobImage.job_id.in_(job_ids)).order_by(JobImage.job_id, JobImage.position)
+    images = session.execute(  # rows, not ORM objects: a job view reads them only
+        select(JobImage.__table__).where(JobImage.job_id.in_(job_ids)).order_by(JobImage.job_id, JobImage.position)
     )
     for image in images:
         found[image.job_id].setdefault("images", []).append(image_view(image))

@@ -88,6 +88,11 @@ def iso(value: datetime | None) -> str | None:
 
 def job_view(job: Job, artifacts: dict | None = None) -> dict[str, Any]:
     """The job as CONTRACT §3 shows it."""
+    return _view(job, job.user.external_id if job.user else None, artifacts)
+
+
+def _view(job, owner: str | None, artifacts: dict | None) -> dict[str, Any]:
+    # `job`: a Job, or a row of the jobs table (job_detail).
     return {
         "id": job.id,
         "job_type": job.job_type,
@@ -97,7 +102,7 @@ def job_view(job: Job, artifacts: dict | None = None) -> dict[str, Any]:
         "params": job.params,
         "result": job.result,
         "error": job.error,
-        "user_id": job.user.external_id if job.user else None,
+        "user_id": owner,
         "external_id": job.external_id,
         "source": job.source,
         "attempts": job.attempts,
@@ -139,11 +144,23 @@ def job_views(session: Session, jobs: list[Job]) -> list[dict[str, Any]]:
     return [job_view(job, produced[job.id]) for job in jobs]
 
 
-def job_detail(session: Session, job: Job) -> dict[str, Any]:
-    events = session.scalars(
-        select(JobEvent).where(JobEvent.job_id == job.id).order_by(JobEvent.created_at, JobEvent.id)
+def job_detail(session: Session, user: User, job_id: str) -> tuple[dict[str, Any], str] | None:
+    """The job with its events and artifacts, and its entity tag; None if `user` may not see it.
+
+    What a frontend's poll gets when the job changed: read as plain rows, not ORM objects.
+    """
+    job = session.execute(
+        select(Job.__table__, User.external_id.label("owner"))
+        .outerjoin(User, User.id == Job.user_id)
+        .where(Job.id == job_id, *_visibility(user))
+    ).first()
+    if job is None:
+        return None
+    events = session.execute(
+        select(JobEvent.__table__).where(JobEvent.job_id == job_id).order_by(JobEvent.created_at, JobEvent.id)
     ).all()
-    return {**job_views(session, [job])[0], "events": [event_view(e) for e in events]}
+    produced = artifacts.for_jobs(session, [job_id])[job_id]
+    return {**_view(job, job.owner, produced), "events": [event_view(e) for e in events]}, etag(job)
 
 
 def etag(job: Job) -> str:
