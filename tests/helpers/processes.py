@@ -9,6 +9,8 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import requests
@@ -118,3 +120,21 @@ class Stack:
                 pass
             time.sleep(0.1)
         raise TimeoutError(f"{self.base_url}{path} not up:\n{self.log('web')[-3000:].decode(errors='replace')}")
+
+
+@contextmanager
+def private_stack(workdir: Path, n8n) -> Iterator[Stack]:
+    """A stack on its own redis-server, so that killing or flushing the broker touches nothing else."""
+    from helpers.redis_server import RedisServer
+
+    broker = RedisServer(workdir)
+    broker.start()
+    stack = Stack(env={"REDIS_URL": broker.url, "N8N_JOB_WEBHOOK": n8n.url("/webhook/ai-job")}, workdir=workdir)
+    stack.broker = broker
+    try:
+        stack.start()
+        yield stack
+    finally:
+        stack.stop()
+        broker.stop()
+

@@ -12,8 +12,7 @@ from sqlalchemy import func, select
 
 from helpers import burst, hmac_headers, wait_for
 from helpers.env import N8N_SECRET
-from helpers.processes import Stack
-from helpers.redis_server import RedisServer
+from helpers.processes import private_stack
 from shared.models import Delivery, Job, JobEvent, Notification
 
 HOOK = "/api/n8n/hooks/job-status"
@@ -22,15 +21,8 @@ HOOK = "/api/n8n/hooks/job-status"
 @pytest.fixture(scope="module")
 def fault_stack(database_url, n8n, tmp_path_factory):
     """Its own stack on a private Redis, so that killing and flushing touch nothing else."""
-    workdir = tmp_path_factory.mktemp("faults")
-    broker = RedisServer(workdir)
-    broker.start()
-    stack = Stack(env={"REDIS_URL": broker.url, "N8N_JOB_WEBHOOK": n8n.url("/webhook/ai-job")}, workdir=workdir)
-    stack.start()
-    stack.broker = broker
-    yield stack
-    stack.stop()
-    broker.stop()
+    with private_stack(tmp_path_factory.mktemp("faults"), n8n) as stack:
+        yield stack
 
 
 def post_all(stack, bodies: list[bytes]) -> list[int]:

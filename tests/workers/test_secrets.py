@@ -9,25 +9,19 @@ from sqlalchemy import text
 
 from helpers import bearer, hmac_headers, wait_for
 from helpers.env import N8N_API_KEY, N8N_OLD_SECRET, N8N_SECRET, WEBHOOK_SECRET
-from helpers.processes import Stack
-from helpers.redis_server import RedisServer
+from helpers.processes import private_stack
 
 
 @pytest.fixture(scope="module")
 def logged_run(app, n8n, tmp_path_factory):
     """A full run on its own processes: jobs, dispatches, callbacks, refusals; then its logs."""
-    workdir = tmp_path_factory.mktemp("secrets")
-    broker = RedisServer(workdir)
-    broker.start()
-    stack = Stack(env={"REDIS_URL": broker.url, "N8N_JOB_WEBHOOK": n8n.url("/webhook/ai-job")}, workdir=workdir)
-    stack.start()
-    n8n.callback_base = stack.base_url
     from shared.jobs import create_token
 
     with app.extensions["sessionmaker"].begin() as db:
         token = create_token(db, f"secretive-{uuid.uuid4().hex[:6]}")
     wrong = "wrong-secret-" + uuid.uuid4().hex
-    try:
+    with private_stack(tmp_path_factory.mktemp("secrets"), n8n) as stack:
+        n8n.callback_base = stack.base_url
         job = requests.post(f"{stack.base_url}/api/jobs", json={"job_type": "letter", "params": {"callback": True}},
                             headers=bearer(token), timeout=10).json()
         wait_for(lambda: requests.get(f"{stack.base_url}/api/jobs/{job['id']}", headers=bearer(token),
@@ -42,9 +36,6 @@ def logged_run(app, n8n, tmp_path_factory):
         requests.get(f"{stack.base_url}/api/jobs", headers=bearer(wrong), timeout=10)
         stack.kill("worker")  # tracebacks and restarts belong in the logs too
         stack.start_worker()
-    finally:
-        stack.stop()
-        broker.stop()
     logs = b"".join(stack.log(name) for name in ("web", "worker", "beat"))
     return logs, token, wrong
 
