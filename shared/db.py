@@ -6,6 +6,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from sqlalchemy import DateTime, Integer, case, cast, create_engine, event, func, literal
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -63,13 +64,13 @@ def dialect(session: Session) -> str:
     return session.get_bind().dialect.name
 
 
+# The INSERT construct with ON CONFLICT of each backend we run on, by dialect name.
+INSERT = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
+
+
 def insert_ignoring_conflict(session: Session, table, values: dict, conflict_columns: list[str]) -> bool:
     """INSERT … ON CONFLICT DO NOTHING: True when the row was inserted (not already there)."""
-    if dialect(session) == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
-    stmt = insert(table).values(**values).on_conflict_do_nothing(index_elements=conflict_columns)
+    stmt = INSERT[dialect(session)](table).values(**values).on_conflict_do_nothing(index_elements=conflict_columns)
     return session.execute(stmt).rowcount == 1
 
 

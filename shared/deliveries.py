@@ -8,12 +8,11 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from shared import artifacts, lifecycle
 from shared.callbacks import ENDPOINTS, Callback, Endpoint, load
-from shared.db import dialect, insert_ignoring_conflict, milliseconds_since
+from shared.db import INSERT, dialect, insert_ignoring_conflict, milliseconds_since
 from shared.jobs import get_or_create_user, notify, touch
 from shared.models import Delivery, Job, JobEvent, utcnow
 
@@ -25,10 +24,10 @@ DELIVERIES = Delivery.__table__
 BATCH = 50
 # Core statements built once: the ORM's bulk path rebuilt a cache key for every request.
 _INSERT_DELIVERY = {
-    name: module.insert(DELIVERIES)
+    name: insert(DELIVERIES)
     .on_conflict_do_nothing(index_elements=["endpoint", "delivery_id"])
     .returning(DELIVERIES.c.id, DELIVERIES.c.endpoint, DELIVERIES.c.delivery_id)
-    for name, module in (("postgresql", postgresql), ("sqlite", sqlite))
+    for name, insert in INSERT.items()
 }
 
 # The headers worth keeping with a delivery: what identifies and authenticates it.
