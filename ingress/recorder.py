@@ -1,11 +1,16 @@
-"""Group commit: the deliveries of concurrent requests share one INSERT, one COMMIT, one message.
+"""Group commit: the deliveries of concurrent requests share one INSERT and one message.
 
 Each request thread hands its verified delivery to the process's writer thread and waits.
 The writer takes everything that is waiting (up to `deliveries.BATCH`), records it in one
-transaction, wakes the requests with their answers, then publishes one task for the new
-deliveries. No request waits for a timer: alone, a delivery is written at once; under load
-the requests that arrive while a batch is being written make up the next one. A request is
-still answered only once its delivery is committed (CONTRACT §2).
+statement on an autocommit connection (one round trip: no BEGIN, no COMMIT), wakes the
+requests with their answers, then publishes one task for the new deliveries. No request
+waits for a timer: alone, a delivery is written at once; under load the requests that
+arrive while a batch is being written make up the next one. A request is still answered
+only once its delivery is committed (CONTRACT §2).
+
+Round trips matter more than their milliseconds: after each one the writer waits for its
+turn behind the requests being handled, so a batch that took BEGIN, INSERT and COMMIT
+spent most of its time waiting (bench/README.md).
 """
 
 from __future__ import annotations
@@ -17,8 +22,8 @@ import threading
 import time
 from collections.abc import Callable
 
+from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError, OperationalError
-from sqlalchemy.orm import Session, sessionmaker
 
 from shared import deliveries
 from shared.deliveries import Incoming, Recorded
@@ -44,11 +49,13 @@ class _Pending:
 class Recorder:
     def __init__(
         self,
-        sessionmaker: sessionmaker[Session],
+        engine: Engine,
         publish: Callable[[list[int]], object] = lambda pks: enqueue(APPLY_DELIVERIES, delivery_pks=pks),
         timeout: float = 10.0,
     ):
-        self._sessionmaker = sessionmaker
+        # In autocommit (set on checkout, reset on return, no round trip either way): the one
+        # statement of a batch is its own transaction.
+        self._engine = engine.execution_options(isolation_level="AUTOCOMMIT")
         self._publish = publish
         self._timeout = timeout
         self._lock = threading.Lock()
@@ -95,8 +102,8 @@ class Recorder:
     def _write(self, batch: list[_Pending]) -> None:
         started = time.perf_counter()
         try:
-            with self._sessionmaker.begin() as session:
-                recorded = deliveries.record_many(session, [pending.incoming for pending in batch])
+            with self._engine.begin() as connection:
+                recorded = deliveries.record_many(connection, [pending.incoming for pending in batch])
         except DBAPIError as exc:
             if len(batch) > 1 and not isinstance(exc, OperationalError):
                 # A row the database refused must not fail the requests it was batched with.

@@ -7,7 +7,7 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import Connection, select, update
 from sqlalchemy.orm import Session
 
 from shared import artifacts, lifecycle
@@ -23,10 +23,18 @@ DELIVERIES = Delivery.__table__
 # in the workers.
 BATCH = 50
 # Core statements built once: the ORM's bulk path rebuilt a cache key for every request.
-_INSERT_DELIVERY = {
+# A delivery already recorded under its id counts one more duplicate instead: one statement
+# records a whole batch, new rows and repeats alike, so it commits on its own (autocommit)
+# in one round trip. A new row comes back with duplicates = 0, a repeat with 1 or more.
+_RECORD = {
     name: insert(DELIVERIES)
-    .on_conflict_do_nothing(index_elements=["endpoint", "delivery_id"])
-    .returning(DELIVERIES.c.id, DELIVERIES.c.endpoint, DELIVERIES.c.delivery_id)
+    .on_conflict_do_update(
+        index_elements=["endpoint", "delivery_id"], set_={"duplicates": DELIVERIES.c.duplicates + 1}
+    )
+    .returning(
+        DELIVERIES.c.id, DELIVERIES.c.endpoint, DELIVERIES.c.delivery_id, DELIVERIES.c.job_id,
+        DELIVERIES.c.duplicates,
+    )
     for name, insert in INSERT.items()
 }
 
@@ -77,9 +85,20 @@ class Recorded:
     duplicate: bool
 
 
-def record_many(session: Session, batch: list[Incoming]) -> list[Recorded]:
-    """Record accepted deliveries in one statement; each one already recorded under its id
-    (before, or earlier in the same batch) is found instead and counted as a duplicate."""
+def record_many(connection: Connection, batch: list[Incoming]) -> list[Recorded]:
+    """Record accepted deliveries; each one already recorded under its id (before, or
+    earlier in the same batch) is found instead and counted as a duplicate.
+
+    One statement when the batch repeats no id: with an autocommit connection, the batch
+    is committed when this returns.
+    """
+    def key(item: Incoming) -> tuple[str, str]:
+        return item.endpoint, item.delivery_id
+
+    first, repeats, seen = [], [], set()
+    for index, item in enumerate(batch):
+        (repeats if key(item) in seen else first).append(index)
+        seen.add(key(item))
     now = utcnow()
     rows = [
         dict(
@@ -94,28 +113,20 @@ def record_many(session: Session, batch: list[Incoming]) -> list[Recorded]:
             attempts=0,
             duplicates=0,
         )
-        for item in batch
+        for item in (batch[index] for index in first)
     ]
     # executemany with RETURNING: SQLAlchemy sends it as multi-row INSERTs ("insertmanyvalues").
-    inserted = {
-        (row.endpoint, row.delivery_id): row.id
-        for row in session.execute(_INSERT_DELIVERY[dialect(session)], rows)
+    # PostgreSQL cannot update one row twice in a statement, hence the repeats after.
+    returned = {
+        (row.endpoint, row.delivery_id): Recorded(row.id, row.delivery_id, row.job_id, duplicate=row.duplicates > 0)
+        for row in connection.execute(_RECORD[connection.dialect.name], rows)
     }
-    recorded = []
-    for item in batch:
-        pk = inserted.pop((item.endpoint, item.delivery_id), None)
-        if pk is not None:
-            recorded.append(Recorded(pk, item.delivery_id, item.job_id, duplicate=False))
-            continue
-        row = session.execute(
-            select(DELIVERIES.c.id, DELIVERIES.c.job_id).where(
-                DELIVERIES.c.endpoint == item.endpoint, DELIVERIES.c.delivery_id == item.delivery_id
-            )
-        ).one()
-        session.execute(
-            update(DELIVERIES).where(DELIVERIES.c.id == row.id).values(duplicates=DELIVERIES.c.duplicates + 1)
-        )
-        recorded.append(Recorded(row.id, item.delivery_id, row.job_id, duplicate=True))
+    recorded: list[Recorded] = [None] * len(batch)  # type: ignore[list-item]
+    for index in first:
+        recorded[index] = returned[key(batch[index])]
+    if repeats:
+        for index, again in zip(repeats, record_many(connection, [batch[index] for index in repeats])):
+            recorded[index] = again
     return recorded
 
 

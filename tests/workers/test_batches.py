@@ -26,7 +26,7 @@ def recorded(db, bodies: list[bytes]) -> list[int]:
         for body in bodies
     ]
     with db.begin() as session:
-        return [r.pk for r in deliveries.record_many(session, batch)]
+        return [r.pk for r in deliveries.record_many(session.connection(), batch)]
 
 
 def good(progress=10) -> bytes:
