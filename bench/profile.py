@@ -214,7 +214,7 @@ def run(bench) -> dict:
             # Per delivery over the recording window (deliveries recorded while it ran, ±1 s).
             n = max(1, int(n * seconds / (seconds + 2)))
             result[f"web_{mode}"] = summarize(path, ("receive", "ingress/hooks.py"), n, mode == "wall")
-            result[f"web_{mode}"]["request"] = summarize(path, ("handle_request", "gunicorn/workers/gthread.py"), n,
+            result[f"web_{mode}"]["request"] = summarize(path, ("handle_request", "gunicorn/workers/base_async.py"), n,
                                                          True)
     finally:
         worker.resume()

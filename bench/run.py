@@ -88,7 +88,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="comma-separated subset of phases: pipeline,ingress,burst,memory (default: all)")
     p.add_argument("--web-concurrency", default=_env("web_concurrency", None),
                    help="WEB_CONCURRENCY for gunicorn (unset: the service's default)")
-    p.add_argument("--web-threads", default=_env("web_threads", None), help="WEB_THREADS (unset: default)")
+    p.add_argument("--web-connections", default=_env("web_connections", None),
+                   help="WEB_CONNECTIONS, gevent's worker_connections (unset: default)")
     p.add_argument("--worker-concurrency", default=_env("worker_concurrency", None),
                    help="WORKER_CONCURRENCY for the Celery worker (unset: the Procfile's default)")
     p.add_argument("--pg-admin-url", default=os.environ.get(
@@ -165,7 +166,7 @@ def effective_web_config(env: dict) -> dict:
     finally:
         os.environ.clear()
         os.environ.update(saved)
-    return {k: conf.get(k) for k in ("workers", "worker_class", "threads", "timeout", "accesslog")}
+    return {k: conf.get(k) for k in ("workers", "worker_class", "worker_connections", "timeout", "accesslog")}
 
 
 # --- the run ----------------------------------------------------------------------------
@@ -231,7 +232,7 @@ class Bench:
             RATE_LIMIT_PER_TOKEN=NO_REFUSAL_LIMIT,
             RATE_LIMIT_PER_SENDER=NO_REFUSAL_LIMIT,
         )
-        for name, value in (("WEB_CONCURRENCY", a.web_concurrency), ("WEB_THREADS", a.web_threads),
+        for name, value in (("WEB_CONCURRENCY", a.web_concurrency), ("WEB_CONNECTIONS", a.web_connections),
                             ("WORKER_CONCURRENCY", a.worker_concurrency)):
             if value:
                 env[name] = str(value)
@@ -760,7 +761,8 @@ def table(results: dict) -> str:
     lines = [
         f"Machine: {m['nproc']} cores ({m['cpu_model']}), {m['memory_gib']} GiB; Python {m['python']}; "
         f"commit {m['git_commit']} (+{m['git_uncommitted_files_outside_bench']} uncommitted files outside bench/)",
-        f"web: gunicorn {c['web_config']['worker_class']} {c['web_config']['workers']}x{c['web_config']['threads']}; "
+        f"web: gunicorn {c['web_config']['worker_class']} {c['web_config']['workers']} workers "
+        f"x {c['web_config']['worker_connections']} connections; "
         f"worker: prefork --concurrency {c['worker_concurrency']}; wrk -t{c['wrk']['threads']} -c{c['wrk']['connections']}"
         f"{'; QUICK mode' if c['quick'] else ''}",
         "",

@@ -25,9 +25,10 @@ def make_engine(url: str, **kwargs) -> Engine:
     # worker) and SQLAlchemy then replaces every connection of the pool at once.
     kwargs.setdefault("pool_pre_ping", False)
     kwargs.setdefault("pool_recycle", 1800)
-    # Room for a web process's 16 threads and its writer without closing and reopening
-    # connections: an overflow connection is closed when returned, and under load that
-    # churn (a PostgreSQL backend forked per request) cost more than the requests.
+    # Room for the requests a web process has in the database at once, and its writer,
+    # without closing and reopening connections: an overflow connection is closed when
+    # returned, and under load that churn (a backend forked per request) cost more than the
+    # requests. Past it, a request waits for a connection (pool_timeout).
     kwargs.setdefault("pool_size", 20)
     kwargs.setdefault("max_overflow", 10)
     return create_engine(

@@ -1,13 +1,20 @@
-"""Behaviour that depends on the real server: bodies over the limit under gunicorn."""
+"""Behaviour that depends on the real server: bodies over the limit under gunicorn, and a
+request waiting on PostgreSQL that must not hold up the other requests of its process."""
 
 import http.client
 import json
+import threading
 import time
 import uuid
 from urllib.parse import urlparse
 
+import requests
+from sqlalchemy import text
+
 from helpers import body_of, hmac_headers
 from helpers.env import N8N_SECRET
+from helpers.postgres import insert_waiting
+from helpers.processes import Stack
 
 HOOK = "/api/n8n/hooks/job-status"
 LIMIT = 65536  # MAX_BODY_BYTES of the test environment
@@ -54,3 +61,27 @@ def test_body_at_the_limit_is_accepted_both_ways(stack):
         body = padded(LIMIT)
         status, answer = send(stack, body, hmac_headers(N8N_SECRET, body, timestamp=int(time.time())), chunked=chunked)
         assert (status, answer.get("accepted")) == (200, True), chunked
+
+
+def test_a_request_waiting_on_postgresql_does_not_stop_its_process(engine, n8n, tmp_path):
+    """gevent workers: libpq must wait through gevent (post_worker_init), or one slow query
+    freezes every request of the process. One process, so that nothing can go around it."""
+    web = Stack(env={"WEB_CONCURRENCY": "1", "N8N_JOB_WEBHOOK": n8n.url("/webhook/ai-job")}, workdir=tmp_path)
+    web.start_web()
+    try:
+        body = body_of({"job_id": f"held-{uuid.uuid4()}", "status": "running"})
+        answers = []
+        with engine.connect() as connection, connection.begin():
+            connection.execute(text("LOCK TABLE deliveries IN EXCLUSIVE MODE"))
+            sender = threading.Thread(target=lambda: answers.append(requests.post(
+                web.base_url + HOOK, data=body, headers=hmac_headers(N8N_SECRET, body), timeout=30)))
+            sender.start()
+            insert_waiting(engine)
+
+            assert requests.get(web.base_url + "/healthz", timeout=3).status_code == 200
+            assert requests.get(web.base_url + "/readyz", timeout=3).status_code == 200
+            assert answers == [], "answered before its delivery was recorded"
+        sender.join(30)
+        assert answers[0].status_code == 200 and answers[0].json()["accepted"] is True
+    finally:
+        web.stop()

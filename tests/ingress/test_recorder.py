@@ -15,6 +15,7 @@ from ingress.recorder import Recorder, RecordTimeout
 from shared.deliveries import Incoming
 from shared.db import make_sessionmaker
 from shared.models import Delivery
+from helpers.postgres import insert_waiting
 
 
 def incoming(delivery_id=None, job_id=None) -> Incoming:
@@ -78,17 +79,6 @@ def wait_queued(recorder, n):
     while recorder._queue.qsize() != n:
         assert time.monotonic() < deadline, "the requests never reached the writer"
         time.sleep(0.005)
-
-
-def insert_waiting(engine):
-    """Until a backend of this database waits for the lock: the writer's INSERT."""
-    deadline = time.monotonic() + 10
-    with engine.connect() as connection:
-        while not connection.scalar(text(
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
-        )):
-            assert time.monotonic() < deadline, "the writer never reached its INSERT"
-            time.sleep(0.01)
 
 
 @pytest.fixture
