@@ -28,13 +28,15 @@ def create_app(settings: Settings | None = None) -> Flask:
     engine = make_engine(settings.database_url)
     app.extensions["engine"] = engine
     app.extensions["sessionmaker"] = make_sessionmaker(engine)
+    # The same pool: autocommit is set on checkout and reset on return, without a round trip.
+    app.extensions["autocommit_engine"] = engine.execution_options(isolation_level="AUTOCOMMIT")
 
     from ingress import actions, api, body, cli, errors, hooks, ops
     from ingress.db import close_session
     from ingress.auth import TokenCache
     from ingress.recorder import Recorder
 
-    app.extensions["recorder"] = Recorder(engine)
+    app.extensions["recorder"] = Recorder(app.extensions["autocommit_engine"])
     app.extensions["token_cache"] = TokenCache()
     errors.register(app)
     app.before_request(body.refuse_nul_in_url_and_headers)

@@ -53,8 +53,7 @@ class Recorder:
         publish: Callable[[list[int]], object] = lambda pks: enqueue(APPLY_DELIVERIES, delivery_pks=pks),
         timeout: float = 10.0,
     ):
-        # In autocommit (set on checkout, reset on return, no round trip either way): the one
-        # statement of a batch is its own transaction.
+        # In autocommit: the one statement of a batch is its own transaction.
         self._engine = engine.execution_options(isolation_level="AUTOCOMMIT")
         self._publish = publish
         self._timeout = timeout

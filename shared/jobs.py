@@ -10,7 +10,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, insert, or_, select, update
+from sqlalchemy import Connection, and_, bindparam, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -139,41 +139,50 @@ def notification_view(n: Notification) -> dict[str, Any]:
 
 
 def job_views(session: Session, jobs: list[Job]) -> list[dict[str, Any]]:
-    """Several jobs as CONTRACT §3 shows them, artifacts loaded in a few queries."""
-    produced = artifacts.for_jobs(session, [job.id for job in jobs])
-    return [job_view(job, produced[job.id]) for job in jobs]
+    """Several jobs as CONTRACT §3 shows them, artifacts loaded in a few queries.
 
-
-def job_detail(session: Session, user: User, job_id: str) -> tuple[dict[str, Any], str] | None:
-    """The job with its events and artifacts, and its entity tag; None if `user` may not see it.
-
-    What a frontend's poll gets when the job changed: read as plain rows, not ORM objects.
+    Artifacts are stored with a success, and a success is final (shared/lifecycle.py): only
+    the jobs that succeeded can have any, so only theirs are looked for (here and in
+    job_detail, what a poll costs).
     """
-    job = session.execute(
-        select(Job.__table__, User.external_id.label("owner"))
-        .outerjoin(User, User.id == Job.user_id)
-        .where(Job.id == job_id, *_visibility(user))
-    ).first()
-    if job is None:
-        return None
-    events = session.execute(
-        select(JobEvent.__table__).where(JobEvent.job_id == job_id).order_by(JobEvent.created_at, JobEvent.id)
-    ).all()
-    produced = artifacts.for_jobs(session, [job_id])[job_id]
-    return {**_view(job, job.owner, produced), "events": [event_view(e) for e in events]}, etag(job)
+    produced = artifacts.for_jobs(session, [job.id for job in jobs if job.status == lifecycle.SUCCEEDED])
+    return [job_view(job, produced.get(job.id, {})) for job in jobs]
+
+
+# A frontend's poll, built once (no expression to build and hash per request) and run on
+# an autocommit connection: each read is its one round trip, no BEGIN, no ROLLBACK.
+_JOBS = Job.__table__
+_JOB = {
+    owned: select(_JOBS, User.external_id.label("owner"))
+    .outerjoin(User, User.id == _JOBS.c.user_id)
+    .where(_JOBS.c.id == bindparam("job_id"), *((_JOBS.c.user_id == bindparam("user_id"),) if owned else ()))
+    for owned in (True, False)
+}
+_EVENTS = (
+    select(JobEvent.__table__)
+    .where(JobEvent.job_id == bindparam("job_id"))
+    .order_by(JobEvent.created_at, JobEvent.id)
+)
+
+
+def visible_job(db: Session | Connection, user: User, job_id: str):
+    """The row of a job `user` may see (their own; any, for an admin) with its `owner`'s
+    external id, or None: one query, all a poll answered 304 needs (etag(row))."""
+    if user.is_admin:
+        return db.execute(_JOB[False], {"job_id": job_id}).first()
+    return db.execute(_JOB[True], {"job_id": job_id, "user_id": user.id}).first()
+
+
+def job_detail(db: Session | Connection, job) -> dict[str, Any]:
+    """A job's row (visible_job) shown with its events and artifacts, read as plain rows."""
+    events = db.execute(_EVENTS, {"job_id": job.id}).all()
+    produced = artifacts.for_jobs(db, [job.id])[job.id] if job.status == lifecycle.SUCCEEDED else {}
+    return {**_view(job, job.owner, produced), "events": [event_view(e) for e in events]}
 
 
 def etag(job: Job) -> str:
     """The job's entity tag (unquoted): changes whenever anything shown of the job does."""
     return hashlib.sha256(f"{job.id}:{job.revision}".encode()).hexdigest()[:32]
-
-
-def visible_etag(session: Session, user: User, job_id: str) -> str | None:
-    """The entity tag of a job `user` may see, None otherwise: a poll's 304 without loading the job."""
-    row = session.execute(
-        select(Job.id, Job.revision).where(Job.id == job_id, *_visibility(user))
-    ).first()
-    return etag(row) if row else None
 
 
 # --- cursors ---------------------------------------------------------------------------
