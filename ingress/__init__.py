@@ -10,7 +10,7 @@ import logging
 from flask import Flask
 
 from shared.actions import load_routes
-from shared.db import make_engine, make_sessionmaker
+from shared.db import autocommit, make_engine, make_sessionmaker
 from shared.settings import Settings
 
 
@@ -28,8 +28,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     engine = make_engine(settings.database_url)
     app.extensions["engine"] = engine
     app.extensions["sessionmaker"] = make_sessionmaker(engine)
-    # The same pool: autocommit is set on checkout and reset on return, without a round trip.
-    app.extensions["autocommit_engine"] = engine.execution_options(isolation_level="AUTOCOMMIT")
+    app.extensions["autocommit_engine"] = autocommit(engine)
 
     from ingress import actions, api, body, cli, errors, hooks, ops
     from ingress.db import close_session

@@ -15,9 +15,16 @@ def session() -> Session:
 
 def reader() -> Connection:
     """A connection in autocommit, for requests that only read: each statement is its one
-    round trip (no BEGIN, no ROLLBACK), which is most of what a frontend's poll costs."""
+    round trip (no BEGIN, no ROLLBACK), which is most of what a frontend's poll costs.
+
+    On SQLite (the embedded default), the session's own connection: every transaction there
+    takes the write lock, and a second connection would wait for the request's first.
+    """
+    engine = current_app.extensions["autocommit_engine"]
+    if engine.dialect.name == "sqlite":
+        return session().connection()
     if "db_reader" not in g:
-        g.db_reader = current_app.extensions["autocommit_engine"].connect()
+        g.db_reader = engine.connect()
     return g.db_reader
 
 

@@ -26,6 +26,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from shared import deliveries
+from shared.db import autocommit
 from shared.deliveries import Incoming, Recorded
 from shared.queue import APPLY_DELIVERIES, enqueue
 
@@ -53,8 +54,8 @@ class Recorder:
         publish: Callable[[list[int]], object] = lambda pks: enqueue(APPLY_DELIVERIES, delivery_pks=pks),
         timeout: float = 10.0,
     ):
-        # In autocommit: the one statement of a batch is its own transaction.
-        self._engine = engine.execution_options(isolation_level="AUTOCOMMIT")
+        # The one statement of a batch is its own transaction.
+        self._engine = autocommit(engine)
         self._publish = publish
         self._timeout = timeout
         self._lock = threading.Lock()

@@ -57,6 +57,18 @@ def _configure_sqlite(engine: Engine) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
+def autocommit(engine: Engine) -> Engine:
+    """The engine for work that is one statement at a time (a batch's upsert, a poll's
+    reads): on PostgreSQL each statement commits on its own, one round trip with no BEGIN
+    and no COMMIT; set on checkout and reset on return, the pool is shared.
+
+    SQLite is left as it is: its connections already leave transactions to SQLAlchemy
+    (BEGIN IMMEDIATE above), and switching pysqlite's isolation level back and forth would
+    hand the next user a connection in a transaction of its own.
+    """
+    return engine if engine.dialect.name == "sqlite" else engine.execution_options(isolation_level="AUTOCOMMIT")
+
+
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(bind=engine, expire_on_commit=False)
 
