@@ -35,7 +35,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     from ingress.auth import TokenCache
     from ingress.recorder import Recorder
 
-    app.extensions["recorder"] = Recorder(app.extensions["autocommit_engine"])
+    app.extensions["recorder"] = Recorder(engine)
     app.extensions["token_cache"] = TokenCache()
     errors.register(app)
     app.before_request(body.refuse_nul_in_url_and_headers)

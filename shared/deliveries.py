@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from shared import artifacts, lifecycle
 from shared.callbacks import ENDPOINTS, Callback, Endpoint, load
-from shared.db import INSERT, dialect, insert_ignoring_conflict, milliseconds_since
+from shared.db import INSERT, insert_ignoring_conflict, milliseconds_since
 from shared.jobs import get_or_create_user, notify, touch
 from shared.models import Delivery, Job, JobEvent, utcnow
 

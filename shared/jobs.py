@@ -166,8 +166,8 @@ _EVENTS = (
 
 
 def visible_job(db: Session | Connection, user: User, job_id: str):
-    """The row of a job `user` may see (their own; any, for an admin) with its `owner`'s
-    external id, or None: one query, all a poll answered 304 needs (etag(row))."""
+    """The row of a job `user` may see (their own; any, for an admin: as visible_jobs) with
+    its `owner`'s external id, or None: one query, all a poll answered 304 needs (etag(row))."""
     if user.is_admin:
         return db.execute(_JOB[False], {"job_id": job_id}).first()
     return db.execute(_JOB[True], {"job_id": job_id, "user_id": user.id}).first()
@@ -293,12 +293,9 @@ def _same_request(job: Job, fingerprint: str) -> Job:
     return job
 
 
-def _visibility(user: User) -> tuple:
-    return () if user.is_admin else (Job.user_id == user.id,)
-
-
 def visible_jobs(user: User):
-    return select(Job).where(*_visibility(user))
+    query = select(Job)
+    return query if user.is_admin else query.where(Job.user_id == user.id)
 
 
 def get_visible_job(session: Session, user: User, job_id: str, lock: bool = False) -> Job | None:

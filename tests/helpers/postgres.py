@@ -1,6 +1,7 @@
-"""Watching the test database from outside."""
+"""Holding and watching the test database from outside."""
 
 import time
+from contextlib import contextmanager
 
 from sqlalchemy import text
 
@@ -18,3 +19,12 @@ def insert_waiting(engine, timeout: float = 10):
                 return
             assert time.monotonic() < deadline, "no INSERT ever waited for the lock"
             time.sleep(0.01)
+
+
+@contextmanager
+def writes_held(engine):
+    """Hold the deliveries table locked: the writer's INSERT waits until the block ends."""
+    with engine.connect() as connection:
+        with connection.begin():
+            connection.execute(text("LOCK TABLE deliveries IN EXCLUSIVE MODE"))
+            yield

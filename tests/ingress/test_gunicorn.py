@@ -9,11 +9,10 @@ import uuid
 from urllib.parse import urlparse
 
 import requests
-from sqlalchemy import text
 
 from helpers import body_of, hmac_headers
 from helpers.env import N8N_SECRET
-from helpers.postgres import insert_waiting
+from helpers.postgres import insert_waiting, writes_held
 from helpers.processes import Stack
 
 HOOK = "/api/n8n/hooks/job-status"
@@ -71,8 +70,7 @@ def test_a_request_waiting_on_postgresql_does_not_stop_its_process(engine, n8n, 
     try:
         body = body_of({"job_id": f"held-{uuid.uuid4()}", "status": "running"})
         answers = []
-        with engine.connect() as connection, connection.begin():
-            connection.execute(text("LOCK TABLE deliveries IN EXCLUSIVE MODE"))
+        with writes_held(engine):
             sender = threading.Thread(target=lambda: answers.append(requests.post(
                 web.base_url + HOOK, data=body, headers=hmac_headers(N8N_SECRET, body), timeout=30)))
             sender.start()

@@ -8,14 +8,14 @@ import uuid
 from contextlib import contextmanager
 
 import pytest
-from sqlalchemy import event, func, select, text
+from sqlalchemy import event, func, select
 from sqlalchemy.exc import DBAPIError
 
 from ingress.recorder import Recorder, RecordTimeout
 from shared.deliveries import Incoming
 from shared.db import make_sessionmaker
 from shared.models import Delivery
-from helpers.postgres import insert_waiting
+from helpers.postgres import insert_waiting, writes_held
 
 
 def incoming(delivery_id=None, job_id=None) -> Incoming:
@@ -33,15 +33,6 @@ class Published(list):
             assert time.monotonic() < deadline, f"published {list(self)}, expected {n} deliveries"
             time.sleep(0.01)
         return sorted(pk for pks in self for pk in pks)
-
-
-@contextmanager
-def writes_held(engine):
-    """Hold the deliveries table locked: the writer's INSERT waits until the block ends."""
-    with engine.connect() as connection:
-        with connection.begin():
-            connection.execute(text("LOCK TABLE deliveries IN EXCLUSIVE MODE"))
-            yield
 
 
 @contextmanager
