@@ -10,7 +10,7 @@ import logging
 from flask import Flask
 
 from shared.actions import load_routes
-from shared.db import autocommit, make_engine, make_sessionmaker
+from shared.db import autocommit_engine, make_engine, make_sessionmaker
 from shared.settings import Settings
 
 
@@ -28,14 +28,14 @@ def create_app(settings: Settings | None = None) -> Flask:
     engine = make_engine(settings.database_url)
     app.extensions["engine"] = engine
     app.extensions["sessionmaker"] = make_sessionmaker(engine)
-    app.extensions["autocommit_engine"] = autocommit(engine)
+    app.extensions["autocommit_engine"] = autocommit_engine(engine)
 
     from ingress import actions, api, body, cli, errors, hooks, ops
     from ingress.db import close_session
     from ingress.auth import TokenCache
     from ingress.recorder import Recorder
 
-    app.extensions["recorder"] = Recorder(engine)
+    app.extensions["recorder"] = Recorder(app.extensions["autocommit_engine"])
     app.extensions["token_cache"] = TokenCache()
     errors.register(app)
     app.before_request(body.refuse_nul_in_url_and_headers)

@@ -26,7 +26,6 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from shared import deliveries
-from shared.db import autocommit
 from shared.deliveries import Incoming, Recorded
 from shared.queue import APPLY_DELIVERIES, enqueue
 
@@ -54,8 +53,8 @@ class Recorder:
         publish: Callable[[list[int]], object] = lambda pks: enqueue(APPLY_DELIVERIES, delivery_pks=pks),
         timeout: float = 10.0,
     ):
-        # The one statement of a batch is its own transaction.
-        self._engine = autocommit(engine)
+        # The app's autocommit engine: the one statement of a batch is its own transaction.
+        self._engine = engine
         self._publish = publish
         self._timeout = timeout
         self._lock = threading.Lock()

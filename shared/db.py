@@ -57,16 +57,22 @@ def _configure_sqlite(engine: Engine) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-def autocommit(engine: Engine) -> Engine:
-    """The engine for work that is one statement at a time (a batch's upsert, a poll's
+def autocommit_engine(engine: Engine) -> Engine:
+    """An engine for work that is one statement at a time (a batch's upsert, a poll's
     reads): on PostgreSQL each statement commits on its own, one round trip with no BEGIN
-    and no COMMIT; set on checkout and reset on return, the pool is shared.
+    and no COMMIT.
 
-    SQLite is left as it is: its connections already leave transactions to SQLAlchemy
-    (BEGIN IMMEDIATE above), and switching pysqlite's isolation level back and forth would
-    hand the next user a connection in a transaction of its own.
+    A pool of its own, in autocommit from connect: switching a shared pool's connection
+    into autocommit for one use cost a `SET default_transaction_isolation TO DEFAULT` round
+    trip each time it went back (psycopg2 undoing the switch).
+
+    SQLite: the engine itself. Its connections already leave transactions to SQLAlchemy
+    (BEGIN IMMEDIATE above), and a second pool on the same file would wait for the first's
+    write lock.
     """
-    return engine if engine.dialect.name == "sqlite" else engine.execution_options(isolation_level="AUTOCOMMIT")
+    if engine.dialect.name == "sqlite":
+        return engine
+    return make_engine(engine.url.render_as_string(hide_password=False), isolation_level="AUTOCOMMIT")
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
