@@ -2,11 +2,12 @@
 
 Each request thread hands its verified delivery to the process's writer thread and waits.
 The writer takes everything that is waiting (up to `deliveries.BATCH`), records it in one
-statement on an autocommit connection (one round trip: no BEGIN, no COMMIT), wakes the
-requests with their answers, then publishes one task for the new deliveries. No request
-waits for a timer: alone, a delivery is written at once; under load the requests that
-arrive while a batch is being written make up the next one. A request is still answered
-only once its delivery is committed (CONTRACT §2).
+statement on an autocommit connection (one round trip: no BEGIN, no COMMIT) and wakes the
+requests with their answers. It publishes one task for the new deliveries as soon as no
+request is waiting, or once it holds a full message. No request waits for a timer: alone,
+a delivery is written and published at once; under load the requests that arrive while a
+batch is being written make up the next one, and several batches share a message. A
+request is still answered only once its delivery is committed (CONTRACT §2).
 
 Round trips matter more than their milliseconds: after each one the writer waits for its
 turn behind the requests being handled, so a batch that took BEGIN, INSERT and COMMIT
@@ -82,7 +83,13 @@ class Recorder:
         return self._queue
 
     def _run(self, waiting: queue.SimpleQueue[_Pending]) -> None:
+        unpublished: list[int] = []
         while True:
+            # One message for the deliveries of several batches while requests keep coming
+            # (a publish costs the web as much as a batch's INSERT); at once when none waits.
+            if unpublished and waiting.empty():
+                self._publish_all(unpublished)
+                unpublished = []
             batch = [waiting.get()]
             while len(batch) < deliveries.BATCH:
                 try:
@@ -90,15 +97,27 @@ class Recorder:
                 except queue.Empty:
                     break
             try:
-                self._write(batch)
+                unpublished += self._write(batch)
             except BaseException as exc:  # never leave a request waiting, never let the writer die
                 log.exception("recording a batch of %d deliveries failed", len(batch))
                 for pending in batch:
                     if not pending.done.is_set():
                         pending.error = exc
                         pending.done.set()
+            if len(unpublished) >= deliveries.BATCH:
+                self._publish_all(unpublished)
+                unpublished = []
 
-    def _write(self, batch: list[_Pending]) -> None:
+    def _publish_all(self, pks: list[int]) -> None:
+        # Only once committed; a broker that is down costs a delay (the sweep), not the deliveries.
+        for start in range(0, len(pks), deliveries.BATCH):
+            try:
+                self._publish(pks[start:start + deliveries.BATCH])
+            except Exception:  # enqueue() logs and swallows its own; this is for any other publisher
+                log.exception("publishing deliveries %s failed; the sweep enqueues them", pks)
+
+    def _write(self, batch: list[_Pending]) -> list[int]:
+        """Record a batch and answer its requests; the ids of the new deliveries."""
         started = time.perf_counter()
         try:
             with self._engine.begin() as connection:
@@ -107,20 +126,19 @@ class Recorder:
             if len(batch) > 1 and not isinstance(exc, OperationalError):
                 # A row the database refused must not fail the requests it was batched with.
                 log.warning("batch of %d refused (%s); recording one by one", len(batch), type(exc).__name__)
+                new = []
                 for pending in batch:
                     try:
-                        self._write([pending])
+                        new += self._write([pending])
                     except DBAPIError as refused:
                         pending.error = refused
                         pending.done.set()
-                return
+                return new
             raise
         for pending, result in zip(batch, recorded):
             pending.recorded = result
             pending.done.set()
         new = [result.pk for result in recorded if not result.duplicate]
-        if new:
-            # Only once committed; a broker that is down costs a delay (the sweep), not the deliveries.
-            self._publish(new)
         log.info("recorded %d deliveries (%d new, %d duplicates) in %.1f ms", len(batch), len(new),
                  len(batch) - len(new), (time.perf_counter() - started) * 1000)
+        return new

@@ -102,6 +102,8 @@ def test_concurrent_deliveries_share_one_commit_and_one_message(engine, sessionm
     assert [r.duplicate for r in results] == [False] * 11 + [True]
     assert results[11].pk == results[10].pk
     assert published.wait_for(11) == sorted(r.pk for r in results[:11])
+    # The first batch's delivery waited for the second's: requests were waiting, one message.
+    assert len(published) == 1
     with sessionmaker() as db:
         pks = [r.pk for r in results[:11]]
         assert db.scalar(select(func.count()).select_from(Delivery).where(Delivery.id.in_(pks))) == 11
