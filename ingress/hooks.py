@@ -5,9 +5,9 @@ from __future__ import annotations
 import logging
 import time
 
-from flask import Blueprint, current_app, request
+from flask import Blueprint, current_app
 
-from ingress.body import raw_body, require_json_content_type
+from ingress.body import lowercase_headers, raw_body, require_json_content_type
 from ingress.errors import ApiError, unavailable
 from ingress.limits import enforce
 from ingress.recorder import RecordTimeout
@@ -30,10 +30,11 @@ def receive(endpoint: Endpoint):
         )
     require_json_content_type()
     body = raw_body()
+    headers = lowercase_headers()
     try:
         verified = verify(
             secrets,
-            request.headers,
+            headers,
             body,
             # Whole seconds, as the timestamps are: ± the tolerance exactly is still fresh.
             now=int(current_app.extensions.get("clock", time.time)()),
@@ -48,10 +49,10 @@ def receive(endpoint: Endpoint):
         callback = load(endpoint, body)
     except PayloadError as exc:
         raise ApiError(400, exc.code, exc.message, exc.details) from None
-    delivery_id = verified.webhook_id or deliveries.delivery_id_for(request.headers, body)
+    delivery_id = verified.webhook_id or deliveries.delivery_id_for(headers, body)
     try:
         recorded = current_app.extensions["recorder"].record(
-            deliveries.incoming(endpoint.name, delivery_id, callback, body, request.headers)
+            deliveries.incoming(endpoint.name, delivery_id, callback, body, headers)
         )
     except RecordTimeout as exc:
         raise unavailable(str(exc)) from None

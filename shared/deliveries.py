@@ -82,8 +82,9 @@ class Incoming:
     headers: dict[str, str]
 
 
-def incoming(endpoint: str, delivery_id: str, callback: Callback, body: bytes, headers) -> Incoming:
-    kept = {name: headers.get(name) for name in KEPT_HEADERS if headers.get(name) is not None}
+def incoming(endpoint: str, delivery_id: str, callback: Callback, body: bytes, headers: dict[str, str]) -> Incoming:
+    """`headers` by lowercase name."""
+    kept = {name: headers[name] for name in KEPT_HEADERS if name in headers}
     status = lifecycle.canonical(callback.word) or lifecycle.PENDING
     return Incoming(endpoint, delivery_id, callback.job_id, status, body, kept)
 
