@@ -221,10 +221,21 @@ def assert_applied_exactly_once(engine, run: str, accepted: list[bytes]) -> dict
     expected_ids = {delivery_id(body) for body in accepted}
     jobs = {body_job(body) for body in accepted}
     succeeded = {body_job(body) for body in accepted if b'"succeeded"' in body}
-    final = wait_for(
-        lambda: (r := recorded(engine, run))["deliveries"] == expected_ids and r["unapplied"] == 0 and r,
-        timeout=120, message=f"the {len(expected_ids)} accepted deliveries recorded and applied",
-    )
+    last: dict = {}
+
+    def done():
+        state = recorded(engine, run)
+        last.update(missing=sorted(expected_ids - state["deliveries"]),
+                    refused_but_recorded=sorted(state["deliveries"] - expected_ids), unapplied=state["unapplied"])
+        return state if state["deliveries"] == expected_ids and state["unapplied"] == 0 else None
+
+    try:
+        final = wait_for(done, timeout=120, message=f"the {len(expected_ids)} accepted deliveries recorded and applied")
+    except AssertionError as exc:
+        with engine.connect() as db:
+            unapplied = db.execute(select(Delivery.delivery_id, Delivery.attempts, Delivery.last_error)
+                                   .where(Delivery.job_id.like(f"{run}-%"), Delivery.applied_at.is_(None))).all()
+        raise AssertionError(f"{exc}; {last}; unapplied rows: {[tuple(row) for row in unapplied]}") from None
     assert final["events"] == final["event_deliveries"] == len(expected_ids)
     assert final["jobs"] == jobs
     assert final["succeeded"] == succeeded
