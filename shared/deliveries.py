@@ -26,17 +26,16 @@ BATCH = 50
 # A delivery already recorded under its id counts one more duplicate instead: one statement
 # records a whole batch, new rows and repeats alike, so it commits on its own (autocommit)
 # in one round trip. A new row comes back with duplicates = 0, a repeat with 1 or more.
-_RETURNING = "RETURNING id, endpoint, delivery_id, job_id, duplicates"
 # PostgreSQL: the same text for every batch, its columns sent as six arrays. SQLAlchemy's
 # multi-row VALUES bound ten parameters per row and rendered the statement anew for each
 # batch size: four times the CPU of this one for a batch of 11 (bench/README.md).
-_RECORD_POSTGRESQL = f"""INSERT INTO deliveries (endpoint, delivery_id, job_id, status, body, headers,
+_RECORD_POSTGRESQL = """INSERT INTO deliveries (endpoint, delivery_id, job_id, status, body, headers,
                         received_at, last_enqueued_at, attempts, duplicates)
 SELECT endpoint, delivery_id, job_id, status, body, headers::json, %(now)s, %(now)s, 0, 0
 FROM unnest(%(endpoint)s::text[], %(delivery_id)s::text[], %(job_id)s::text[], %(status)s::text[],
             %(body)s::bytea[], %(headers)s::text[]) AS batch(endpoint, delivery_id, job_id, status, body, headers)
 ON CONFLICT (endpoint, delivery_id) DO UPDATE SET duplicates = deliveries.duplicates + 1
-{_RETURNING}"""
+RETURNING id, endpoint, delivery_id, job_id, duplicates"""
 # SQLite (the embedded default): SQLAlchemy's executemany, built once.
 _RECORD_SQLITE = (
     INSERT["sqlite"](DELIVERIES)
