@@ -139,25 +139,29 @@ def notification_view(n: Notification) -> dict[str, Any]:
 
 
 def job_views(session: Session, jobs: list[Job]) -> list[dict[str, Any]]:
-    """Several jobs as CONTRACT §3 shows them, artifacts loaded in a few queries.
+    """Several jobs as CONTRACT §3 shows them, artifacts loaded in a few queries."""
+    produced = _artifacts(session, jobs)
+    return [job_view(job, produced.get(job.id, {})) for job in jobs]
+
+
+def _artifacts(db: Session | Connection, jobs) -> dict[str, dict]:
+    """The artifacts of `jobs` (objects or rows) by job id.
 
     Artifacts are stored with a success, and a success is final (shared/lifecycle.py): only
-    the jobs that succeeded can have any, so only theirs are looked for (here and in
-    job_detail, what a poll costs).
+    the jobs that succeeded can have any, so only theirs are looked for (what a poll costs).
     """
-    produced = artifacts.for_jobs(session, [job.id for job in jobs if job.status == lifecycle.SUCCEEDED])
-    return [job_view(job, produced.get(job.id, {})) for job in jobs]
+    return artifacts.for_jobs(db, [job.id for job in jobs if job.status == lifecycle.SUCCEEDED])
 
 
 # A frontend's poll, built once (no expression to build and hash per request) and run on
 # an autocommit connection: each read is its one round trip, no BEGIN, no ROLLBACK.
 _JOBS = Job.__table__
-_JOB = {
-    owned: select(_JOBS, User.external_id.label("owner"))
+_ANY_JOB = (
+    select(_JOBS, User.external_id.label("owner"))
     .outerjoin(User, User.id == _JOBS.c.user_id)
-    .where(_JOBS.c.id == bindparam("job_id"), *((_JOBS.c.user_id == bindparam("user_id"),) if owned else ()))
-    for owned in (True, False)
-}
+    .where(_JOBS.c.id == bindparam("job_id"))
+)
+_OWN_JOB = _ANY_JOB.where(_JOBS.c.user_id == bindparam("user_id"))
 _EVENTS = (
     select(JobEvent.__table__)
     .where(JobEvent.job_id == bindparam("job_id"))
@@ -169,14 +173,14 @@ def visible_job(db: Session | Connection, user: User, job_id: str):
     """The row of a job `user` may see (their own; any, for an admin: as visible_jobs) with
     its `owner`'s external id, or None: one query, all a poll answered 304 needs (etag(row))."""
     if user.is_admin:
-        return db.execute(_JOB[False], {"job_id": job_id}).first()
-    return db.execute(_JOB[True], {"job_id": job_id, "user_id": user.id}).first()
+        return db.execute(_ANY_JOB, {"job_id": job_id}).first()
+    return db.execute(_OWN_JOB, {"job_id": job_id, "user_id": user.id}).first()
 
 
 def job_detail(db: Session | Connection, job) -> dict[str, Any]:
     """A job's row (visible_job) shown with its events and artifacts, read as plain rows."""
     events = db.execute(_EVENTS, {"job_id": job.id}).all()
-    produced = artifacts.for_jobs(db, [job.id])[job.id] if job.status == lifecycle.SUCCEEDED else {}
+    produced = _artifacts(db, [job]).get(job.id, {})
     return {**_view(job, job.owner, produced), "events": [event_view(e) for e in events]}
 
 
