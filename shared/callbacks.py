@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from marshmallow import Schema, ValidationError
@@ -46,7 +46,7 @@ class Endpoint:
     path: str
     secrets_attr: str  # the Settings attribute holding this endpoint's secrets
     schema: Schema
-    read: Callable[[dict], Callback]
+    read: Callable[[dict, dict], Callback]  # (validated data, the payload as sent)
     job_type: str  # of a job auto-created from this endpoint's callbacks
     allow_secret_header: bool = False
     # The backends' own documentation annotates payloads with `// ...` (seed 002).
@@ -69,11 +69,15 @@ def _finite(text: str) -> float:
     return value
 
 
+# Built once: json.loads with these hooks builds a new decoder on every call.
+_DECODER = json.JSONDecoder(parse_constant=_refuse_constant, parse_float=_finite)
+
+
 def parse_json(body: bytes) -> Any:
     """Decode a raw body, or raise PayloadError: invalid_json, or validation_error when it
     nests deeper than MAX_DEPTH or carries NUL characters (no column can store them)."""
     try:
-        value = json.loads(body.decode("utf-8-sig"), parse_constant=_refuse_constant, parse_float=_finite)
+        value = _DECODER.decode(body.decode("utf-8-sig"))
     except RecursionError:
         raise PayloadError("validation_error", f"the body nests deeper than {MAX_DEPTH} levels") from None
     except (UnicodeDecodeError, ValueError) as exc:
@@ -144,10 +148,10 @@ def load(endpoint: Endpoint, body: bytes) -> Callback:
     except ValidationError as exc:
         raise PayloadError("validation_error", "the payload is not valid", exc.normalized_messages()) from None
     # The event keeps the sender's payload as sent, not our normalised reading of it.
-    return replace(endpoint.read(data), payload=payload)
+    return endpoint.read(data, payload)
 
 
-def _read_job_status(data: dict) -> Callback:
+def _read_job_status(data: dict, payload: dict) -> Callback:
     return Callback(
         job_id=data["job_id"].strip(),
         word=data["status"],
@@ -157,6 +161,7 @@ def _read_job_status(data: dict) -> Callback:
         error=data.get("error"),
         user_id=data.get("user_id"),
         job_type=data.get("job_type"),
+        payload=payload,
     )
 
 
@@ -164,7 +169,7 @@ def _sender_error(data: dict):
     return data.get("error_message") or data.get("message")
 
 
-def _read_image_completion(data: dict) -> Callback:
+def _read_image_completion(data: dict, payload: dict) -> Callback:
     image_data = data.get("data") or {}
     images = image_data.get("images") or []
     succeeded = lifecycle.canonical(data["status"]) == lifecycle.SUCCEEDED
@@ -179,10 +184,11 @@ def _read_image_completion(data: dict) -> Callback:
         error=_sender_error(data),
         user_id=data.get("user_id"),
         artifacts={"images": images, "metadata": metadata} if succeeded else None,
+        payload=payload,
     )
 
 
-def _read_book_completion(data: dict) -> Callback:
+def _read_book_completion(data: dict, payload: dict) -> Callback:
     book = data.get("book_data") or {}
     succeeded = lifecycle.canonical(data["status"]) == lifecycle.SUCCEEDED
     return Callback(
@@ -195,6 +201,7 @@ def _read_book_completion(data: dict) -> Callback:
         error=_sender_error(data),
         user_id=data.get("user_id"),
         artifacts={"book": book} if succeeded else None,
+        payload=payload,
     )
 
 
