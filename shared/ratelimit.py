@@ -41,6 +41,9 @@ class Verdict:
     retry_after: int = 0  # seconds until the window that refused ends
 
 
+ALLOWED = Verdict(True)
+
+
 class RateLimiter:
     """Counts requests per key and window in Redis; lets everything through if Redis fails.
 
@@ -63,14 +66,15 @@ class RateLimiter:
     def hit(self, scope: str, key: str, limit: Limit, now: float | None = None) -> Verdict:
         now = time.time() if now is None else now
         window = int(now // limit.seconds)
-        refused = Verdict(False, retry_after=max(1, math.ceil((window + 1) * limit.seconds - now)))
+        held = (scope, key)
         with self._lock:
-            held_window, left = self._held.get((scope, key), (window, 0))
-            if held_window == window and left > 0:
-                self._held[(scope, key)] = (window, left - 1)
-                return Verdict(True)
-            if held_window == window and left < 0:
-                return refused  # Redis said the window is full: it stays full until it ends
+            held_window, left = self._held.get(held, (window, 0))
+            if held_window == window:
+                if left > 0:
+                    self._held[held] = (window, left - 1)
+                    return ALLOWED
+                if left < 0:
+                    return self._refused(limit, window, now)  # Redis said the window is full: it stays full until it ends
         share = min(100, max(1, limit.requests // 50))
         name = f"{self.prefix}:{scope}:{key}:{window}"
         try:
@@ -80,8 +84,12 @@ class RateLimiter:
             count, _ = pipe.execute()
         except redis.RedisError as exc:
             log.warning("rate limiter unavailable, request let through: %s", exc)
-            return Verdict(True)
+            return ALLOWED
         granted = min(share, limit.requests - (count - share))
         with self._lock:
-            self._held[(scope, key)] = (window, granted - 1 if granted > 0 else -1)
-        return Verdict(True) if granted > 0 else refused
+            self._held[held] = (window, granted - 1 if granted > 0 else -1)
+        return ALLOWED if granted > 0 else self._refused(limit, window, now)
+
+    @staticmethod
+    def _refused(limit: Limit, window: int, now: float) -> Verdict:
+        return Verdict(False, retry_after=max(1, math.ceil((window + 1) * limit.seconds - now)))
