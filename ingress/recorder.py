@@ -3,11 +3,16 @@
 Each request thread hands its verified delivery to the process's writer thread and waits.
 The writer takes everything that is waiting (up to `deliveries.BATCH`), records it in one
 statement on an autocommit connection (one round trip: no BEGIN, no COMMIT) and wakes the
-requests with their answers. It publishes one task for the new deliveries as soon as no
-request is waiting, or once it holds a full message. No request waits for a timer: alone,
-a delivery is written and published at once; under load the requests that arrive while a
-batch is being written make up the next one, and several batches share a message. A
-request is still answered only once its delivery is committed (CONTRACT §2).
+requests with their answers. No request waits for a timer: alone, a delivery is written at
+once; under load the requests that arrive while a batch is being written make up the next
+one. A request is answered only once its delivery is committed (CONTRACT §2).
+
+The new deliveries are published as one task once the message is full or PUBLISH_LINGER
+after the first of them was committed (a producer's linger, as Kafka's `linger.ms`). A
+message costs a worker milliseconds of CPU whatever it carries (Celery's receipt, events
+and ack); at a steady 100 deliveries/s, one message per delivery was what saturated a
+2-core machine (bench/README.md). The linger adds at most its 25 ms to a delivery's way to
+a worker, never to its sender's answer.
 
 Round trips matter more than their milliseconds: after each one the writer waits for its
 turn behind the requests being handled, so a batch that took BEGIN, INSERT and COMMIT
@@ -32,6 +37,9 @@ from shared.queue import APPLY_DELIVERIES, enqueue
 
 log = logging.getLogger(__name__)
 
+# Seconds the writer may hold committed deliveries for more to share their message.
+PUBLISH_LINGER = 0.025
+
 
 class RecordTimeout(Exception):
     """The writer did not get to a delivery in time (a database that hangs)."""
@@ -53,11 +61,13 @@ class Recorder:
         engine: Engine,
         publish: Callable[[list[int]], object] = lambda pks: enqueue(APPLY_DELIVERIES, delivery_pks=pks),
         timeout: float = 10.0,
+        linger: float = PUBLISH_LINGER,
     ):
         # The app's autocommit engine: the one statement of a batch is its own transaction.
         self._engine = engine
         self._publish = publish
         self._timeout = timeout
+        self._linger = linger
         self._lock = threading.Lock()
         self._pid: int | None = None
         self._queue: queue.SimpleQueue[_Pending] = queue.SimpleQueue()
@@ -84,27 +94,33 @@ class Recorder:
 
     def _run(self, waiting: queue.SimpleQueue[_Pending]) -> None:
         unpublished: list[int] = []
+        due = 0.0  # when the first of `unpublished` was committed, plus the linger
         while True:
-            # One message for the deliveries of several batches while requests keep coming
-            # (a publish costs the web as much as a batch's INSERT); at once when none waits.
-            if unpublished and waiting.empty():
+            try:
+                first = waiting.get(timeout=max(0.0, due - time.monotonic())) if unpublished else waiting.get()
+            except queue.Empty:
                 self._publish_all(unpublished)
                 unpublished = []
-            batch = [waiting.get()]
+                continue
+            batch = [first]
             while len(batch) < deliveries.BATCH:
                 try:
                     batch.append(waiting.get_nowait())
                 except queue.Empty:
                     break
             try:
-                unpublished += self._write(batch)
+                new = self._write(batch)
             except BaseException as exc:  # never leave a request waiting, never let the writer die
                 log.exception("recording a batch of %d deliveries failed", len(batch))
                 for pending in batch:
                     if not pending.done.is_set():
                         pending.error = exc
                         pending.done.set()
-            if len(unpublished) >= deliveries.BATCH:
+                continue
+            if new and not unpublished:
+                due = time.monotonic() + self._linger
+            unpublished += new
+            if len(unpublished) >= deliveries.BATCH or (unpublished and time.monotonic() >= due):
                 self._publish_all(unpublished)
                 unpublished = []
 

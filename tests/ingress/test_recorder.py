@@ -110,6 +110,23 @@ def test_concurrent_deliveries_share_one_commit_and_one_message(engine, sessionm
         assert db.get(Delivery, results[10].pk).duplicates == 1
 
 
+def test_deliveries_committed_within_the_linger_share_one_message(engine):
+    published = Published()
+    recorder = Recorder(engine, published, linger=1.0)
+    started = time.monotonic()
+    # One after the other, each answered before the next is sent: three batches of one.
+    results = [recorder.record(incoming()) for _ in range(3)]
+    assert published == [], "published before the linger ended"
+    assert time.monotonic() - started < 1.0, "the test's own precondition: all three within the linger"
+
+    assert published.wait_for(3) == sorted(r.pk for r in results)
+    assert len(published) == 1
+    # Nothing is held past the linger when no other delivery comes.
+    later = recorder.record(incoming())
+    assert published.wait_for(4)[-1] == later.pk
+    assert len(published) == 2
+
+
 def test_a_refused_row_fails_only_its_own_request(engine, sessionmaker):
     published = Published()
     recorder = Recorder(engine, published)
