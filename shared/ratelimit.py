@@ -74,7 +74,8 @@ class RateLimiter:
                     self._held[held] = (window, left - 1)
                     return ALLOWED
                 if left < 0:
-                    return self._refused(limit, window, now)  # Redis said the window is full: it stays full until it ends
+                    # Redis said the window is full: it stays full until it ends.
+                    return self._refused(limit, window, now)
         share = min(100, max(1, limit.requests // 50))
         name = f"{self.prefix}:{scope}:{key}:{window}"
         try:
