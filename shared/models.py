@@ -143,6 +143,8 @@ class Delivery(Base):
     __table_args__ = (
         UniqueConstraint("endpoint", "delivery_id", name="uq_deliveries_endpoint_delivery_id"),
         Index("ix_deliveries_unapplied", "applied_at", "last_enqueued_at"),
+        # A signed request seen again under other unsigned id headers is the same delivery.
+        Index("uq_deliveries_endpoint_signature", "endpoint", "signature", unique=True),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
@@ -160,6 +162,8 @@ class Delivery(Base):
     # The canonical status the sender reported, and how long applying it took: /metrics.
     status: Mapped[Optional[str]] = mapped_column(String(16))
     apply_ms: Mapped[Optional[int]] = mapped_column(Integer)
+    # Hex of the verified HMAC (X-Signature scheme): what identifies a replay of the request.
+    signature: Mapped[Optional[str]] = mapped_column(String(64))
 
 
 class JobImage(Base):
@@ -238,3 +242,5 @@ class Heartbeat(Base):
 
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
     beat_at: Mapped[created]
+    # What the process reported with its beat (the web: the base URL it serves).
+    detail: Mapped[Optional[str]] = mapped_column(Text)
