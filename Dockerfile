@@ -15,8 +15,9 @@ RUN pip install --no-cache-dir -r requirements.txt
 
 COPY . .
 
-# var/ holds beat's schedule (and the embedded SQLite database and broker when
-# DATABASE_URL / REDIS_URL are unset): it must be writable by the runtime user.
+# var/ holds the embedded SQLite database and broker when DATABASE_URL / REDIS_URL are
+# unset: the processes create it at need, but /app is root's, so it is made here for the
+# runtime user.
 RUN mkdir -p var \
     && useradd --create-home --uid 10001 --shell /usr/sbin/nologin app \
     && chown -R app:app /app/var

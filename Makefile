@@ -2,11 +2,9 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
+# honcho gives web $(PORT) and the other process types +100, +200: without
+# PUBLIC_BASE_URL the worker sends the base URL the web recorded (README, Contract notes).
 PORT ?= 8000
-# honcho gives each process type its own PORT (web gets $(PORT), the others +100, +200):
-# pin the callback URL the workers send to n8n to web's port.
-PUBLIC_BASE_URL ?= http://127.0.0.1:$(PORT)
-export PUBLIC_BASE_URL
 
 .PHONY: run test release
 
@@ -17,7 +15,6 @@ $(BIN)/activate: requirements.txt
 	touch $(BIN)/activate
 
 release: $(BIN)/activate
-	mkdir -p var
 	$(BIN)/alembic -c shared/migrations/alembic.ini upgrade head
 
 run: release

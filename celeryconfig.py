@@ -1,6 +1,7 @@
 """Celery settings (lowercase module, loaded with config_from_object). See FIELD-NOTES."""
 
 from datetime import timedelta
+from pathlib import Path
 
 from kombu import Queue
 
@@ -49,6 +50,11 @@ else:
     # sqla+sqlite: every key here is passed to create_engine.
     broker_transport_options = {}
 
+if broker_url.startswith("sqla+sqlite:///"):
+    # The embedded broker's file sits under VAR_DIR, which a fresh clone does not have:
+    # whichever process starts first (worker, beat, flower) makes it.
+    Path(broker_url.removeprefix("sqla+sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+
 # Beat's sweeps get their own queue, which every worker consumes beside the default one:
 # behind a backlog of deliveries they would wait, expire unrun, and the canary would read
 # as a stuck worker exactly when the redeliver sweep matters. kombu takes from the two
@@ -56,6 +62,9 @@ else:
 task_default_queue = "celery"
 task_queues = (Queue("celery"), Queue("sweeps"))
 task_routes = {"workers.sweeps.*": {"queue": "sweeps"}}
+
+# The schedule lives in beat's memory (workers/beat.py): no file, no directory to make first.
+beat_scheduler = "workers.beat:Scheduler"
 
 _every = _settings.sweep_interval
 beat_schedule = {

@@ -10,8 +10,8 @@ import requests
 from flask import Blueprint, current_app
 
 from ingress.db import session
-from ingress.ops import check_broker, check_database
-from shared import actions
+from ingress.ops import readiness
+from shared import actions, sweeps
 from shared.callbacks import ENDPOINTS
 from shared.jobs import create_token
 
@@ -47,6 +47,26 @@ def _url(url: str | None) -> str:
     return f"{scheme}://{user}:***@{host}"
 
 
+def _probe_callback_base(base_url: str) -> str | None:
+    """None when `base_url` reaches this service (its /healthz answers), else why not."""
+    url = f"{base_url.rstrip('/')}/healthz"
+    try:
+        response = requests.get(url, timeout=3, allow_redirects=False)
+    except requests.RequestException as exc:
+        return f"GET {url}: {type(exc).__name__}"
+    if response.status_code != 200:
+        return f"GET {url} answered {response.status_code}"
+    return None
+
+
+def _base_url_origin(s, recorded: str | None) -> str:
+    if not s.public_base_url_is_default:
+        return "PUBLIC_BASE_URL"
+    if recorded:
+        return "PUBLIC_BASE_URL unset: the URL the web recorded at its start"
+    return "PUBLIC_BASE_URL unset, and no web has recorded its URL: this process's PORT"
+
+
 def _probe_n8n(url: str) -> str | None:
     try:
         requests.head(url, timeout=3, allow_redirects=False)
@@ -58,13 +78,20 @@ def _probe_n8n(url: str) -> str | None:
 @bp.cli.command("doctor")
 def doctor_command():
     """Print the effective configuration, the callback URLs, and check what senders depend on."""
-    s = current_app.extensions["settings"]
+    configured = current_app.extensions["settings"]
+    try:
+        recorded = sweeps.web_base_url(session())
+    except Exception:  # reported by the database check below
+        session().rollback()
+        recorded = None
+    # The callback URL the workers send (workers.context.callback_settings).
+    s = sweeps.reachable_settings(configured, recorded)
     problems: list[str] = []
     out = click.echo
     out("Configuration")
     out(f"  database        {_url(s.database_url)}{'  (embedded default)' if s.embedded else ''}")
     out(f"  broker          {_url(s.broker_url)}")
-    out(f"  public base URL {s.public_base_url}")
+    out(f"  public base URL {s.public_base_url}  ({_base_url_origin(configured, recorded)})")
     out(f"  n8n dispatch    {s.job_dispatch_url or 'NOT SET (N8N_JOB_WEBHOOK or N8N_BASE_URL)'}")
     out(f"  n8n API key     {'set' if s.n8n_api_key else 'not set (no X-API-Key sent)'}")
     out(f"  retry schedule  {', '.join(f'{v:g}' for v in s.retry_schedule)} s (±20 %)")
@@ -84,10 +111,27 @@ def doctor_command():
             problems.append(f"{variable} is not set: {endpoint.path} answers 503 not_configured")
     out("")
     out("Checks")
-    for name, problem in (("database", check_database()), ("broker", check_broker())):
+    for name, problem in readiness(s).items():
         out(f"  {name:<15} {'ok' if problem is None else 'FAILED: ' + problem}")
         if problem:
-            problems.append(f"{name} unreachable: {problem}")
+            problems.append(f"{name}: {problem}")
+    problem = _probe_callback_base(s.public_base_url)
+    out(f"  {'callback URL':<15} {'answers' if problem is None else 'FAILED: ' + problem}")
+    if problem:
+        problems.append(
+            f"the callback URL does not reach this service ({problem}): start web, or set PUBLIC_BASE_URL "
+            "to the address n8n and the AI backends reach it at"
+        )
+    table = current_app.extensions["action_routes"]
+    routes = list(dict.fromkeys(rule.route for rule in (*table.rules, table.default)))
+    unresolved = [route for route in routes if actions.route_url(route, s.n8n_base_url) is None]
+    state = f"FAILED: {len(unresolved)} need N8N_BASE_URL" if unresolved else "all resolve"
+    out(f"  {'CRM routes':<15} {state} ({len(routes)} routes in {table.path})")
+    if unresolved:
+        problems.append(
+            f"CRM action routes {', '.join(unresolved)} are names, which resolve only against N8N_BASE_URL: set it "
+            "(until then their actions fail 'not configured')"
+        )
     if s.job_dispatch_url:
         problem = _probe_n8n(s.job_dispatch_url)
         out(f"  {'n8n':<15} {'reachable' if problem is None else 'FAILED: ' + problem}")

@@ -24,3 +24,22 @@ def post_worker_init(worker):
     from psycogreen.gevent import patch_psycopg
 
     patch_psycopg()
+
+
+def when_ready(server):
+    # The workers and doctor build the callback URL from the base URL the web records here
+    # when PUBLIC_BASE_URL is unset (a Procfile runner gives each process type its own PORT).
+    # Runs in the master, which loads neither the app nor Celery (each worker loads them after
+    # its fork, where gevent patches first): only the settings and this one write.
+    from shared.settings import Settings
+    from shared.sweeps import record_web_base_url
+
+    settings = Settings.from_env()
+    try:
+        record_web_base_url(settings)
+        server.log.info("recorded %s as this web's base URL (heartbeats row 'web')", settings.public_base_url)
+    except Exception as exc:  # the web serves all the same; the workers fall back to their own default
+        server.log.warning(
+            "could not record this web's base URL (%s: %s): workers without PUBLIC_BASE_URL will send "
+            "callback URLs on their own PORT; set PUBLIC_BASE_URL", type(exc).__name__, exc,
+        )

@@ -11,8 +11,13 @@ from sqlalchemy import func, select, text
 
 from ingress.db import session
 from ingress.openapi import spec
+from shared import sweeps
 from shared.models import Delivery, Heartbeat, Job, JobImage, utcnow
 from shared.queue import celery_app
+from shared.settings import Settings
+
+# A heartbeat older than this many sweep intervals names its process as not running.
+STALE_AFTER_INTERVALS = 3
 
 log = logging.getLogger(__name__)
 bp = Blueprint("ops", __name__)
@@ -41,9 +46,44 @@ def check_database() -> str | None:
         return f"{type(exc).__name__}"
 
 
+def process_checks(ages: dict[str, float | None], sweep_interval: float) -> dict[str, str | None]:
+    """beat's tick and the worker canary, each None when recent, else the process to look at.
+
+    `ages` maps the heartbeats rows "beat" and "canary" to their age in seconds (None: never).
+    """
+    limit = STALE_AFTER_INTERVALS * sweep_interval
+    beat_age, canary_age = ages.get(sweeps.BEAT), ages.get(sweeps.CANARY)
+    checks: dict[str, str | None] = {"beat": None, "worker": None}
+    if beat_age is None:
+        checks["beat"] = "no tick recorded yet: is the beat process running?"
+    elif beat_age > limit:
+        checks["beat"] = f"no tick for {beat_age:.0f} s: is the beat process running?"
+    if canary_age is None or canary_age > limit:
+        ran = "the canary never ran" if canary_age is None else f"canary last ran {canary_age:.0f} s ago"
+        # Beat schedules the canary: while beat is down, its age says nothing about workers.
+        cause = "beat does not schedule it (see beat)" if checks["beat"] else "no worker consumes the sweeps queue"
+        checks["worker"] = f"{ran}: {cause}"
+    return checks
+
+
+def readiness(settings: Settings) -> dict[str, str | None]:
+    """The checks of /readyz and doctor: None for each part that works, else what is wrong."""
+    checks = {"database": check_database(), "broker": check_broker()}
+    reason = "the database is unavailable"
+    if checks["database"] is None:
+        try:
+            ages = sweeps.heartbeat_ages(session(), (sweeps.BEAT, sweeps.CANARY))
+            return {**checks, **process_checks(ages, settings.sweep_interval)}
+        except Exception as exc:  # the database failed since its check
+            reason = type(exc).__name__
+    # beat and the workers keep their heartbeats in the database.
+    unknown = f"unknown: the heartbeats cannot be read ({reason})"
+    return {**checks, "beat": unknown, "worker": unknown}
+
+
 @bp.get("/readyz")
 def readyz():
-    checks = {"database": check_database(), "broker": check_broker()}
+    checks = readiness(current_app.extensions["settings"])
     ready = not any(checks.values())
     body = {"status": "ready" if ready else "unavailable", "checks": {k: v or "ok" for k, v in checks.items()}}
     response = jsonify(body)
@@ -136,7 +176,8 @@ IMAGE_BYTES_BUCKETS = tuple(kib * 1024 for kib in (64, 256, 512, 1024, 2048, 409
 def metrics():
     registry = CollectorRegistry()
     registry.register(DatabaseCollector(session()))
-    return Response(generate_latest(registry), mimetype="text/plain; version=0.0.4; charset=utf-8")
+    # content_type, not mimetype: Flask appends "; charset=utf-8" to a text/* mimetype.
+    return Response(generate_latest(registry), content_type="text/plain; version=0.0.4; charset=utf-8")
 
 
 @bp.get("/openapi.json")

@@ -85,6 +85,10 @@ class Settings:
     redis_url: str | None = None
     port: int = 8000
     public_base_url: str = "http://127.0.0.1:8000"
+    # True when PUBLIC_BASE_URL is unset and public_base_url is this process's own
+    # http://127.0.0.1:$PORT: under a Procfile runner only the web's PORT is the web's, so the
+    # workers and doctor use the base URL the web recorded instead (shared.sweeps).
+    public_base_url_is_default: bool = False
     n8n_base_url: str | None = None
     n8n_job_webhook: str | None = None
     n8n_webhook_secrets: tuple[bytes, ...] = ()
@@ -147,6 +151,7 @@ class Settings:
             redis_url=redis_url,
             port=port,
             public_base_url=env.get("PUBLIC_BASE_URL") or f"http://127.0.0.1:{port}",
+            public_base_url_is_default=not env.get("PUBLIC_BASE_URL"),
             n8n_base_url=env.get("N8N_BASE_URL") or None,
             n8n_job_webhook=env.get("N8N_JOB_WEBHOOK") or None,
             n8n_webhook_secrets=parse_secrets(env.get("N8N_WEBHOOK_SECRET")),

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from shared import lifecycle
-from shared.db import insert_ignoring_conflict
+from shared.db import insert_ignoring_conflict, make_engine, make_sessionmaker
 from shared.deliveries import notify_outcome
 from shared.jobs import touch
 from shared.models import Delivery, Heartbeat, Job, utcnow
@@ -76,8 +77,49 @@ def time_out_stale_jobs(session: Session, settings: Settings) -> list[str]:
     return [job.id for job in stale]
 
 
-def beat(session: Session, name: str) -> None:
-    """Record that the periodic task `name` ran now (the canary of /readyz and /metrics)."""
+# Rows of the heartbeats table: beat's own tick (workers.beat), the canary task beat
+# schedules and a worker runs, and the base URL the web serves (ingress/gunicorn_conf.py).
+BEAT, CANARY, WEB = "beat", "canary", "web"
+
+
+def beat(session: Session, name: str, detail: str | None = None) -> None:
+    """Record that `name` is alive now (with what it reports, for the web its base URL)."""
     now = utcnow()
-    if not insert_ignoring_conflict(session, Heartbeat, {"name": name, "beat_at": now}, ["name"]):
-        session.execute(update(Heartbeat).where(Heartbeat.name == name).values(beat_at=now))
+    row = {"name": name, "beat_at": now, "detail": detail}
+    if not insert_ignoring_conflict(session, Heartbeat, row, ["name"]):
+        session.execute(update(Heartbeat).where(Heartbeat.name == name).values(beat_at=now, detail=detail))
+
+
+def record_web_base_url(settings: Settings) -> None:
+    """Record in the heartbeats row "web" the base URL this web serves (its public_base_url).
+
+    Under a Procfile runner each process type gets its own PORT, so a worker without
+    PUBLIC_BASE_URL cannot derive the web's URL from its own environment: it reads this row.
+    """
+    engine = make_engine(settings.database_url)
+    try:
+        with make_sessionmaker(engine).begin() as session:
+            beat(session, WEB, detail=settings.public_base_url)
+    finally:
+        # Called in gunicorn's master before it forks: no connection may outlive this.
+        engine.dispose()
+
+
+def heartbeat_ages(session: Session, names: tuple[str, ...]) -> dict[str, float | None]:
+    """Seconds since each of `names` last beat; None for one that never did."""
+    now = utcnow()
+    rows = dict(session.execute(select(Heartbeat.name, Heartbeat.beat_at).where(Heartbeat.name.in_(names))).all())
+    return {name: (now - rows[name]).total_seconds() if name in rows else None for name in names}
+
+
+def web_base_url(session: Session) -> str | None:
+    """The base URL the web recorded when it started, if a web ever did."""
+    return session.scalar(select(Heartbeat.detail).where(Heartbeat.name == WEB))
+
+
+def reachable_settings(settings: Settings, recorded: str | None) -> Settings:
+    """`settings` whose callback URL reaches the web: PUBLIC_BASE_URL when set, else the
+    base URL the web recorded (`recorded`), else this process's own default."""
+    if not settings.public_base_url_is_default or not recorded:
+        return settings
+    return replace(settings, public_base_url=recorded)

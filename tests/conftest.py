@@ -156,3 +156,11 @@ def users(app):
 
     return make
 
+
+
+@pytest.fixture
+def fresh_copy(tmp_path):
+    """The repository's files in a temporary directory, as a fresh clone has them (no var/)."""
+    from helpers.processes import fresh_copy as copy_into
+
+    return copy_into(tmp_path)

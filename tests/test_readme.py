@@ -9,7 +9,6 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
 import requests
 
 from helpers import bearer, wait_for
@@ -31,24 +30,6 @@ def test_readme_opens_with_the_run_and_test_commands():
     assert readme_commands() == ["make run", "make test"]
     ci = (ROOT / ".ci/run").read_text()
     assert re.search(r"^\s*make test\b", ci, flags=re.M), ".ci/run must run README's test command"
-
-
-@pytest.fixture
-def fresh_copy(tmp_path):
-    files = subprocess.run(
-        ["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=ROOT, capture_output=True, check=True
-    ).stdout.split(b"\0")
-    for name in filter(None, files):
-        source = ROOT / name.decode()
-        if source.is_file():
-            target = tmp_path / name.decode()
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(source.read_bytes())
-            target.chmod(source.stat().st_mode)
-    # This run's virtualenv stands in for the one `make` would build from requirements.txt.
-    os.utime(tmp_path / "requirements.txt", (0, 0))
-    assert not (tmp_path / "var").exists()
-    return tmp_path
 
 
 def test_make_run_on_the_embedded_default(fresh_copy, n8n):

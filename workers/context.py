@@ -2,19 +2,39 @@
 
 from __future__ import annotations
 
+import time
 from contextlib import contextmanager
 from functools import lru_cache
 
 import requests
 from celery.signals import worker_process_init
 
+from shared import sweeps
 from shared.db import make_engine, make_sessionmaker
 from shared.settings import Settings
+
+# How long a worker keeps the base URL the web recorded: a web restarted on another port
+# is followed within this delay, at one primary-key read per period.
+WEB_BASE_URL_TTL = 30.0
+_web_base_url: tuple[float, str] | None = None  # (read at, monotonic; the URL)
 
 
 @lru_cache(maxsize=1)
 def settings() -> Settings:
     return Settings.from_env()
+
+
+def callback_settings() -> Settings:
+    """settings() whose callback URL reaches the web (shared.sweeps.reachable_settings)."""
+    global _web_base_url
+    if not settings().public_base_url_is_default:
+        return settings()
+    if _web_base_url is None or time.monotonic() - _web_base_url[0] > WEB_BASE_URL_TTL:
+        with transaction() as session:
+            recorded = sweeps.web_base_url(session)
+        # Not found is not kept: the web may be starting, and its row appears any moment.
+        _web_base_url = (time.monotonic(), recorded) if recorded else None
+    return sweeps.reachable_settings(settings(), _web_base_url[1] if _web_base_url else None)
 
 
 @lru_cache(maxsize=1)

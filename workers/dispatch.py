@@ -7,7 +7,7 @@ import logging
 from shared import dispatch
 from shared.models import utcnow
 from shared.queue import DISPATCH_JOB, celery_app
-from workers.context import http, settings, transaction
+from workers.context import callback_settings, http, transaction
 
 log = logging.getLogger(__name__)
 
@@ -15,14 +15,15 @@ log = logging.getLogger(__name__)
 @celery_app.task(name=DISPATCH_JOB)
 def send(*, job_id: str) -> str:
     """Send job `job_id` if it is pending and due; record the outcome and the next attempt."""
+    settings = callback_settings()
     with transaction() as session:
         job = dispatch.claim(session, job_id, utcnow())
         if job is None:
             return "not due"
         session.expunge(job)
     # The HTTP call happens outside any transaction: no row lock is held while n8n thinks.
-    outcome = dispatch.send(http(), settings(), job)
+    outcome = dispatch.send(http(), settings, job)
     with transaction() as session:
-        message = dispatch.record(session, settings(), job_id, outcome)
+        message = dispatch.record(session, settings, job_id, outcome)
     log.info("dispatch of job %s: %s", job_id, message)
     return message

@@ -47,5 +47,5 @@ def watchdog() -> int:
 def canary() -> str:
     """Prove beat schedules and a worker consumes: /readyz and /metrics show its age."""
     with transaction() as session:
-        sweeps.beat(session, "canary")
+        sweeps.beat(session, sweeps.CANARY)
     return "ok"

@@ -19,6 +19,35 @@ ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 
 
+def fresh_copy(target: Path) -> Path:
+    """The repository's files (tracked, and new ones not ignored) copied into `target`, as a
+    fresh clone has them: no var/, nothing a developer's machine made."""
+    files = subprocess.run(
+        ["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=ROOT, capture_output=True, check=True
+    ).stdout.split(b"\0")
+    for name in filter(None, files):
+        source = ROOT / name.decode()
+        if source.is_file():
+            copy = target / name.decode()
+            copy.parent.mkdir(parents=True, exist_ok=True)
+            copy.write_bytes(source.read_bytes())
+            copy.chmod(source.stat().st_mode)
+    # This run's virtualenv stands in for the one `make` would build from requirements.txt.
+    os.utime(target / "requirements.txt", (0, 0))
+    assert not (target / "var").exists()
+    return target
+
+
+def procfile(root: Path = ROOT) -> dict[str, str]:
+    """Each process type's command line, as a Procfile runner reads it."""
+    commands = {}
+    for line in (root / "Procfile").read_text().splitlines():
+        name, sep, command = line.partition(":")
+        if sep and not line.lstrip().startswith("#"):
+            commands[name.strip()] = command.strip()
+    return commands
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -28,8 +57,9 @@ def free_port() -> int:
 class Stack:
     """web (gunicorn), worker and beat with their logs under `workdir`."""
 
-    def __init__(self, env: dict, workdir: Path, port: int | None = None):
+    def __init__(self, env: dict, workdir: Path, port: int | None = None, cwd: Path = ROOT):
         self.port = port or free_port()
+        self.cwd = cwd
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.workdir = Path(workdir)
         self.env = {
@@ -43,11 +73,12 @@ class Stack:
         self.procs: dict[str, subprocess.Popen] = {}
         self.offsets: dict[str, int] = {}
 
-    def _spawn(self, name: str, argv: list[str]) -> subprocess.Popen:
+    def _spawn(self, name: str, argv: list[str], env: dict | None = None) -> subprocess.Popen:
         self.offsets[name] = len(self.log(name))  # a restarted process appends to its log
         log = open(self.workdir / f"{name}.log", "ab")
         proc = subprocess.Popen(
-            argv, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            argv, cwd=self.cwd, env={**self.env, **(env or {})}, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         self.procs[name] = proc
         return proc
@@ -65,11 +96,7 @@ class Stack:
         self.wait_log("worker", b"ready.")
 
     def start_beat(self) -> None:
-        self._spawn(
-            "beat",
-            [str(BIN / "celery"), "-A", "workers", "beat", "--loglevel", "INFO",
-             "--schedule", str(self.workdir / "beat-schedule")],
-        )
+        self._spawn("beat", [str(BIN / "celery"), "-A", "workers", "beat", "--loglevel", "INFO"])
 
     def start(self) -> None:
         self.start_web()
@@ -85,15 +112,19 @@ class Stack:
             pass
         proc.wait(timeout=30)
 
+    def stop_process(self, name: str) -> None:
+        """Stop a process as its supervisor does (SIGTERM, then SIGKILL after 15 s)."""
+        proc = self.procs[name]
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(timeout=15)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            self.kill(name)
+        self.procs.pop(name, None)
+
     def stop(self) -> None:
         for name in list(self.procs):
-            proc = self.procs[name]
-            try:
-                os.killpg(proc.pid, signal.SIGTERM)
-                proc.wait(timeout=15)
-            except (ProcessLookupError, subprocess.TimeoutExpired):
-                self.kill(name)
-            self.procs.pop(name, None)
+            self.stop_process(name)
 
     def log(self, name: str) -> bytes:
         path = self.workdir / f"{name}.log"
@@ -120,6 +151,18 @@ class Stack:
                 pass
             time.sleep(0.1)
         raise TimeoutError(f"{self.base_url}{path} not up:\n{self.log('web')[-3000:].decode(errors='replace')}")
+
+
+class ProcfileStack(Stack):
+    """The Procfile's process types in `root`, run as a Procfile runner runs them: `sh -c` on
+    their own line, in exactly `env` (no PUBLIC_BASE_URL unless it is there) plus a PORT each."""
+
+    def __init__(self, env: dict, workdir: Path, root: Path):
+        super().__init__({}, workdir, cwd=root)
+        self.env = dict(env)
+
+    def start_type(self, name: str, **env: str) -> subprocess.Popen:
+        return self._spawn(name, ["sh", "-c", procfile(self.cwd)[name]], env)
 
 
 @contextmanager

@@ -2,7 +2,7 @@
 
 import pytest
 
-from helpers import bearer
+from helpers import bearer, wait_for
 
 
 def create(client, token, job_type="cover_letter", params=None, **headers):
@@ -173,12 +173,15 @@ def test_notifications_auth_and_unknown(client, users):
         assert (response.status_code, response.json["error"]) == (404, "not_found")
 
 
-def test_ops_endpoints(client):
+def test_ops_endpoints(client, stack):
     assert client.get("/healthz").status_code == 200
-    ready = client.get("/readyz")
-    assert ready.status_code == 200 and ready.json["checks"] == {"database": "ok", "broker": "ok"}
+    # /readyz reads beat's tick and the worker canary: the stack runs beat and a worker.
+    ready = wait_for(lambda: (r := client.get("/readyz")).status_code == 200 and r.json, timeout=60,
+                     message="/readyz 200 once beat ticked and a worker ran the canary")
+    assert ready["checks"] == {"database": "ok", "broker": "ok", "beat": "ok", "worker": "ok"}
     metrics = client.get("/metrics")
     assert metrics.status_code == 200 and b"bridge_jobs" in metrics.data
+    assert metrics.headers.get_all("Content-Type") == ["text/plain; version=0.0.4; charset=utf-8"]
     spec = client.get("/openapi.json").json
     assert spec["openapi"].startswith("3.")
     for path in ("/api/jobs", "/api/jobs/{job_id}", "/api/jobs/{job_id}/retry", "/api/jobs/{job_id}/cancel",

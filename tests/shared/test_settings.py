@@ -14,6 +14,7 @@ def test_embedded_default_without_urls(tmp_path):
     assert s.public_base_url == "http://127.0.0.1:8000"
     assert s.callback_url == "http://127.0.0.1:8000/api/n8n/hooks/job-status"
     assert s.job_dispatch_url is None
+    assert s.public_base_url_is_default
 
 
 def test_urls_and_overrides():
@@ -39,3 +40,15 @@ def test_bad_values_are_named(env):
     with pytest.raises(ConfigError) as caught:
         Settings.from_env(env)
     assert list(env)[0] in str(caught.value) or "whsec_" in str(caught.value)
+
+
+def test_the_callback_url_reaches_the_web():
+    from shared.sweeps import reachable_settings
+
+    worker = Settings.from_env({"PORT": "5100"})  # honcho's PORT for the second process type
+    assert reachable_settings(worker, "http://127.0.0.1:5000").callback_url == (
+        "http://127.0.0.1:5000/api/n8n/hooks/job-status")
+    assert reachable_settings(worker, None).public_base_url == "http://127.0.0.1:5100"
+    pinned = Settings.from_env({"PORT": "5100", "PUBLIC_BASE_URL": "https://bridge.example.com"})
+    assert not pinned.public_base_url_is_default
+    assert reachable_settings(pinned, "http://127.0.0.1:5000").public_base_url == "https://bridge.example.com"
