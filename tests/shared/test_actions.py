@@ -218,6 +218,23 @@ def test_envelope_carries_every_field_our_ids_and_the_legacy_mirror():
     assert stamp.tzinfo == timezone.utc and stamp.timestamp() == now
 
 
+def test_legacy_fields_the_crm_sent_reach_n8n_as_sent():
+    # Seed 003's "Payload Complet Reçu": "typeAction": "RELANCER" beside the enriched actionType.
+    sent = {**EXAMPLE_1, "typeAction": "RELANCER", "executedBy": "7", "resultat": "", "metadata": None}
+    action = actions.normalise(actions.action_schema.load(sent), caller_id="caller-1")
+    body = actions.envelope(action, "job-1", "https://bridge/cb", "crm", 0)
+    assert (body["actionType"], body["typeAction"]) == ("RELANCE_CANDIDAT_EMAIL", "RELANCER")
+    assert (body["decidePar"], body["executedBy"]) == (1, "7")
+    assert (body["decisionType"], body["resultat"]) == ("relance_email", "")
+    assert (body["metadonnees"], body["metadata"]) == (EXAMPLE_1["metadonnees"], None)
+
+
+def test_a_job_stored_before_the_legacy_fields_were_kept_still_gets_its_mirror():
+    stored = {name: None for name in actions.FIELDS} | {"actionType": "RELANCER", "decidePar": "7", "metadonnees": {}}
+    body = actions.envelope(stored, "job-1", "https://bridge/cb", "crm", 0)
+    assert (body["typeAction"], body["executedBy"], body["metadata"]) == ("RELANCER", "7", {})
+
+
 def test_dispatch_of_an_action_job_sends_the_signed_envelope():
     settings = Settings(
         database_url="sqlite://", broker_url="memory://", public_base_url="https://bridge.example.com",
