@@ -27,6 +27,8 @@ CATALOGUE_FILE = DATA_DIR / "action_catalogue.json"
 
 ACTION_TYPE = r"^[A-Z][A-Z0-9]*(_[A-Z0-9]+)*$"
 ACTION_SOURCE = r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$"
+ACTION_TYPE_ERROR = "Must look like VERBE_ENTITE_METHODE (^[A-Z][A-Z0-9]*(_[A-Z0-9]+)*$)."
+ACTION_SOURCE_ERROR = "Must be role.section.page, e.g. admin.candidats.detail."
 ENTITY_TYPES = ("prospect", "candidat", "eleve", "formateur", "session", "document")
 PREFIX = re.compile(r"^[A-Z][A-Z0-9_]*$")
 ROUTE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._~/-]*$")
@@ -52,8 +54,8 @@ class ActionSchema(Schema):
     class Meta:
         unknown = RAISE
 
-    actionType = fields.String(allow_none=True, validate=FullMatch(ACTION_TYPE, error="Must look like VERBE_ENTITE_METHODE (^[A-Z][A-Z0-9]*(_[A-Z0-9]+)*$)."))
-    actionSource = fields.String(allow_none=True, validate=FullMatch(ACTION_SOURCE, error="Must be role.section.page, e.g. admin.candidats.detail."))
+    actionType = fields.String(allow_none=True, validate=FullMatch(ACTION_TYPE, error=ACTION_TYPE_ERROR))
+    actionSource = fields.String(allow_none=True, validate=FullMatch(ACTION_SOURCE, error=ACTION_SOURCE_ERROR))
     actionButton = fields.String(allow_none=True, validate=validate.Length(max=255))
     entiteType = fields.String(allow_none=True, validate=validate.OneOf(ENTITY_TYPES))
     entiteId = ExternalUserId(allow_none=True)
@@ -67,7 +69,7 @@ class ActionSchema(Schema):
     notificationType = fields.String(allow_none=True, validate=validate.Length(max=255))
     notificationTitre = fields.String(allow_none=True)
     # The legacy format.
-    typeAction = fields.String(allow_none=True, validate=FullMatch(ACTION_TYPE, error="Must look like VERBE_ENTITE_METHODE (^[A-Z][A-Z0-9]*(_[A-Z0-9]+)*$)."))
+    typeAction = fields.String(allow_none=True, validate=FullMatch(ACTION_TYPE, error=ACTION_TYPE_ERROR))
     resultat = fields.String(allow_none=True, validate=validate.Length(max=255))
     executedBy = ExternalUserId(allow_none=True)
     metadata = fields.Dict(allow_none=True)

@@ -329,7 +329,8 @@ user_ids = _either(
     st.sampled_from([True, 1.5, {"id": 1}]),
 ).map(lambda pair: (pair[0], pair[1] and _fits_user_id(pair[0])))
 PAYLOAD_FIELDS = {
-    "progress": _either(st.none() | st.integers(0, 100) | st.floats(0, 100), st.sampled_from([101, -1, 100.6, True, "50"])),
+    "progress": _either(st.none() | st.integers(0, 100) | st.floats(0, 100),
+                        st.sampled_from([101, -1, 100.6, True, "50"])),
     "message": _bounded(10_000),
     "user_id": user_ids,
     "extra": _valid(storable_json),
@@ -364,7 +365,8 @@ image_data = _object({}, optional={
 
 
 def _completed_has_images(payload: dict) -> bool:
-    return lifecycle.canonical(payload["status"]) != lifecycle.SUCCEEDED or bool((payload.get("data") or {}).get("images"))
+    images = (payload.get("data") or {}).get("images")
+    return lifecycle.canonical(payload["status"]) != lifecycle.SUCCEEDED or bool(images)
 
 
 image_payloads = _object({"job_id": job_ids, "status": statuses}, optional={
@@ -432,7 +434,8 @@ def _stored_as_sent(db, endpoint, payload: dict) -> None:
             assert len(produced["images"]) == len(payload["data"]["images"])
         if "book_data" in payload:
             book = payload["book_data"]
-            assert (produced["book"]["title"], produced["book"]["chapter_count"]) == (book["book_title"], len(book["chapters"]))
+            assert produced["book"]["title"] == book["book_title"]
+            assert produced["book"]["chapter_count"] == len(book["chapters"])
 
 
 @pytest.mark.parametrize("path", list(EDGE_PAYLOADS))

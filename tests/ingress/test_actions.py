@@ -122,7 +122,7 @@ def owner_of(app, job_id):
 def test_a_non_admin_cannot_make_a_job_owned_by_another(client, app, users, field):
     alice, alice_token = users("alice")
     bob, bob_token = users("bob")
-    payload = {**EXAMPLE_RELANCE, "decidePar": alice} if field == "decidePar" else {**EXAMPLE_LEGACY, "executedBy": alice}
+    payload = {**(EXAMPLE_RELANCE if field == "decidePar" else EXAMPLE_LEGACY), field: alice}
     answer = post_action(client, bob_token, payload)
     assert answer.status_code == 202, answer.json
     assert owner_of(app, answer.json["id"]) == bob

@@ -174,7 +174,8 @@ def test_enriched_fields_win_over_legacy_ones():
         "metadonnees": {"urgence": True}, "metadata": {"urgence": False},
     })
     action = actions.normalise(data, caller_id="caller-1")
-    assert (action["actionType"], action["decisionType"], action["decidePar"]) == ("GENERER_DEVIS", "generation_devis", 1)
+    assert (action["actionType"], action["decisionType"]) == ("GENERER_DEVIS", "generation_devis")
+    assert action["decidePar"] == 1
     assert action["metadonnees"] == {"urgence": True}
 
 
