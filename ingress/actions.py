@@ -26,7 +26,11 @@ def create_action():
     if key is not None and not 1 <= len(key.strip()) <= 255:
         raise ApiError(400, "validation_error", "Idempotency-Key must be 1 to 255 characters")
     db = session()
-    owner = actions.decider(db, action["decidePar"]) or g.user
+    owner = g.user
+    if g.user.is_admin:
+        # Only an admin (the CRM's own service token) acts for another user; anyone else's
+        # decidePar is data for n8n, or any user could make jobs in another's name.
+        owner = actions.decider(db, action["decidePar"]) or g.user
     try:
         job, created = jobs.create_job(
             db, owner, actions.JOB_TYPE, action, key.strip() if key else None,

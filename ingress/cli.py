@@ -154,7 +154,7 @@ def doctor_command():
 @click.argument("action_type", required=False)
 def action_routes_command(action_type):
     """Print the CRM action routing table; with ACTION_TYPE, where that action would go."""
-    if action_type is not None and not re.match(actions.ACTION_TYPE, action_type):
+    if action_type is not None and not re.fullmatch(actions.ACTION_TYPE, action_type):
         raise click.BadParameter("must look like VERBE_ENTITE_METHODE, e.g. RELANCE_CANDIDAT_EMAIL", param_hint="ACTION_TYPE")
     s = current_app.extensions["settings"]
     table = current_app.extensions["action_routes"]

@@ -11,12 +11,12 @@ from functools import lru_cache
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
+from marshmallow import RAISE, Schema, ValidationError, fields, post_load, validate, validates_schema
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from shared.models import User
-from shared.schemas import ExternalUserId
+from shared.schemas import ExternalUserId, FullMatch, external_id
 from shared.settings import ConfigError
 
 JOB_TYPE = "crm_action"
@@ -27,6 +27,8 @@ CATALOGUE_FILE = DATA_DIR / "action_catalogue.json"
 
 ACTION_TYPE = r"^[A-Z][A-Z0-9]*(_[A-Z0-9]+)*$"
 ACTION_SOURCE = r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$"
+ACTION_TYPE_ERROR = "Must look like VERBE_ENTITE_METHODE (^[A-Z][A-Z0-9]*(_[A-Z0-9]+)*$)."
+ACTION_SOURCE_ERROR = "Must be role.section.page, e.g. admin.candidats.detail."
 ENTITY_TYPES = ("prospect", "candidat", "eleve", "formateur", "session", "document")
 PREFIX = re.compile(r"^[A-Z][A-Z0-9_]*$")
 ROUTE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._~/-]*$")
@@ -39,7 +41,7 @@ FIELDS = (
     "metadonnees",
     "notificationId", "notificationCategorie", "notificationType", "notificationTitre",
 )
-# Legacy name -> the normalised field it mirrors in the envelope.
+# Legacy name -> the normalised field it mirrors in the envelope when the CRM did not send it.
 LEGACY_MIRROR = {"typeAction": "actionType", "resultat": "decisionType", "executedBy": "decidePar", "metadata": "metadonnees"}
 
 
@@ -52,8 +54,8 @@ class ActionSchema(Schema):
     class Meta:
         unknown = RAISE
 
-    actionType = fields.String(allow_none=True, validate=validate.Regexp(ACTION_TYPE, error="Must look like VERBE_ENTITE_METHODE (^[A-Z][A-Z0-9]*(_[A-Z0-9]+)*$)."))
-    actionSource = fields.String(allow_none=True, validate=validate.Regexp(ACTION_SOURCE, error="Must be role.section.page, e.g. admin.candidats.detail."))
+    actionType = fields.String(allow_none=True, validate=FullMatch(ACTION_TYPE, error=ACTION_TYPE_ERROR))
+    actionSource = fields.String(allow_none=True, validate=FullMatch(ACTION_SOURCE, error=ACTION_SOURCE_ERROR))
     actionButton = fields.String(allow_none=True, validate=validate.Length(max=255))
     entiteType = fields.String(allow_none=True, validate=validate.OneOf(ENTITY_TYPES))
     entiteId = ExternalUserId(allow_none=True)
@@ -67,7 +69,7 @@ class ActionSchema(Schema):
     notificationType = fields.String(allow_none=True, validate=validate.Length(max=255))
     notificationTitre = fields.String(allow_none=True)
     # The legacy format.
-    typeAction = fields.String(allow_none=True, validate=validate.Regexp(ACTION_TYPE, error="Must look like VERBE_ENTITE_METHODE (^[A-Z][A-Z0-9]*(_[A-Z0-9]+)*$)."))
+    typeAction = fields.String(allow_none=True, validate=FullMatch(ACTION_TYPE, error=ACTION_TYPE_ERROR))
     resultat = fields.String(allow_none=True, validate=validate.Length(max=255))
     executedBy = ExternalUserId(allow_none=True)
     metadata = fields.Dict(allow_none=True)
@@ -86,6 +88,12 @@ class ActionSchema(Schema):
                     errors[name] = ["Required with the enriched format (when actionType is given)."]
         if errors:
             raise ValidationError(errors)
+
+    @post_load(pass_original=True)
+    def _as_sent(self, data, original_data, **kwargs):
+        # Validation only: n8n receives every value with the JSON type the CRM gave it
+        # (CONTRACT §5: "decidePar": 1 stays the number 1), not our reading of it.
+        return original_data
 
 
 class ActionAcceptedSchema(Schema):
@@ -107,23 +115,25 @@ def _given(*values):
     return None
 
 
-def normalise(data: dict, caller_id: str) -> dict:
-    """The action's fields from a validated payload, legacy names mapped (CONTRACT §5)."""
-    action = {name: data.get(name) for name in FIELDS}
-    action["actionType"] = _given(data.get("actionType"), data.get("typeAction"))
-    action["decisionType"] = _given(data.get("decisionType"), data.get("resultat"), "success")
-    action["decidePar"] = _given(data.get("decidePar"), data.get("executedBy"), caller_id)
+def normalise(sent: dict, caller_id: str) -> dict:
+    """The action from a payload action_schema accepted: legacy names mapped (CONTRACT §5),
+    each value as the CRM sent it; the legacy fields it sent are kept for the envelope's mirror."""
+    action = {name: sent.get(name) for name in FIELDS}
+    action["actionType"] = _given(sent.get("actionType"), sent.get("typeAction"))
+    action["decisionType"] = _given(sent.get("decisionType"), sent.get("resultat"), "success")
+    action["decidePar"] = _given(sent.get("decidePar"), sent.get("executedBy"), caller_id)
     # Objects even when absent, so n8n expressions like $json.metadonnees.priorite never fail.
-    action["entiteData"] = _given(data.get("entiteData"), {})
-    action["metadonnees"] = _given(data.get("metadonnees"), data.get("metadata"), {})
+    action["entiteData"] = _given(sent.get("entiteData"), {})
+    action["metadonnees"] = _given(sent.get("metadonnees"), sent.get("metadata"), {})
+    action.update({legacy: sent[legacy] for legacy in LEGACY_MIRROR if legacy in sent})
     return action
 
 
-def decider(session: Session, decide_par: str | None) -> User | None:
-    """The known user whose id is `decidePar`; None when there is none (never created)."""
-    if not decide_par:
+def decider(session: Session, decide_par: str | int | None) -> User | None:
+    """The known user whose id is `decidePar` (its string form); None when there is none (never created)."""
+    if decide_par is None:
         return None
-    return session.scalar(select(User).where(User.external_id == decide_par))
+    return session.scalar(select(User).where(User.external_id == external_id(decide_par)))
 
 
 def iso_utc(now: float) -> str:
@@ -137,7 +147,7 @@ def envelope(action: dict, job_id: str, callback_url: str, source: str, now: flo
         "timestamp": iso_utc(now),
         "source": source,
         **fields_,
-        **{legacy: fields_[name] for legacy, name in LEGACY_MIRROR.items()},
+        **{legacy: action.get(legacy, fields_[name]) for legacy, name in LEGACY_MIRROR.items()},
         "job_id": job_id,
         "callback_url": callback_url,
     }
@@ -231,7 +241,7 @@ def _route_problem(route) -> str | None:
         return None if parts.netloc else f"route {route!r} is not a valid URL"
     if "://" in route:
         return f"route {route!r}: only http and https URLs are allowed"
-    if not ROUTE_NAME.match(route):
+    if not ROUTE_NAME.fullmatch(route):
         return f"route {route!r} is neither an n8n webhook path (letters, digits, . _ ~ / -) nor an http(s) URL"
     return None
 
@@ -282,7 +292,7 @@ def load_routes(path: str | Path | None = None) -> RouteTable:
         if set(rule) != {"prefix", "route"}:
             fail(rule.line, f"{label} must have exactly the keys prefix and route, got {', '.join(sorted(rule)) or 'none'}")
         prefix = rule["prefix"]
-        if not isinstance(prefix, str) or not PREFIX.match(prefix):
+        if not isinstance(prefix, str) or not PREFIX.fullmatch(prefix):
             fail(rule.line, f"{label}: prefix {prefix!r} can never match an actionType (A-Z, 0-9 and _, starting with a letter)")
         if prefix in seen:
             fail(rule.line, f"{label}: prefix {prefix!r} is already routed by rules[{seen[prefix]}]")

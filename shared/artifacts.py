@@ -9,13 +9,14 @@ from sqlalchemy import Connection, bindparam, func, select
 from sqlalchemy.orm import Session
 
 from shared.models import Book, BookChapter, JobImage, utcnow
+from shared.schemas import DIMENSIONS
 
-_DIMENSIONS = re.compile(r"^\s*(\d+)\s*[xX×]\s*(\d+)\s*$")
+_DIMENSIONS = re.compile(DIMENSIONS)  # what the image-completion schema accepts, no more
 
 
 def parse_dimensions(value: str | None) -> tuple[int | None, int | None]:
     """`"1024x768"` -> (1024, 768); anything else -> (None, None)."""
-    match = _DIMENSIONS.match(value or "")
+    match = _DIMENSIONS.fullmatch(value or "")
     return (int(match.group(1)), int(match.group(2))) if match else (None, None)
 
 
@@ -78,7 +79,14 @@ def _text(value: Any) -> str | None:
 
 
 def _number(value: Any) -> float | None:
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+    """A metadata number as a float column takes it; None for anything else, as for an integer
+    beyond double range (JSON allows it, float() raises on it)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    try:
+        return float(value)
+    except OverflowError:
+        return None
 
 
 def image_view(image) -> dict:

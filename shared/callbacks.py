@@ -58,6 +58,11 @@ MAX_DEPTH = 32  # of nested objects and arrays; senders' payloads need a handful
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
 
+def storable(text: str) -> bool:
+    """Whether a text column can hold `text`: no NUL, no lone surrogate."""
+    return not _UNSTORABLE.search(text)
+
+
 def _refuse_constant(name: str):
     raise ValueError(f"{name} is not JSON")  # NaN, Infinity: Python accepts them, PostgreSQL does not
 

@@ -15,9 +15,11 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from shared import actions, lifecycle
+from shared.callbacks import storable
 from shared.deliveries import notify_outcome
 from shared.jobs import touch
 from shared.models import Job, JobEvent, utcnow
+from shared.schemas import external_id
 from shared.settings import Settings
 from shared.signing import hmac_signature
 
@@ -88,7 +90,7 @@ def _retry_after(value: str | None) -> float | None:
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
+    if value.isascii() and value.isdigit():  # str.isdigit() alone takes "²", which float() refuses
         return min(float(value), MAX_RETRY_AFTER)
     try:
         return min(max(parsedate_to_datetime(value).timestamp() - time.time(), 0.0), MAX_RETRY_AFTER)
@@ -105,8 +107,12 @@ def _external_id(response: requests.Response, job_id: str) -> str | None:
         return None
     for key in ("job_id", "id", "executionId"):
         value = answer.get(key)
-        if isinstance(value, (str, int)) and not isinstance(value, bool) and str(value) != job_id:
-            return str(value)[:255]
+        if isinstance(value, (str, int)) and not isinstance(value, bool):
+            own_id = external_id(value)
+            # Kept whole or not at all: a callback names it as its job_id (1 to 255 storable
+            # characters), and a cut id could match another job's.
+            if own_id != job_id and 1 <= len(own_id) <= 255 and storable(own_id):
+                return own_id
     return None
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import re
 import secrets
 import uuid
 from datetime import datetime
@@ -404,11 +405,15 @@ def list_notifications(session: Session, user: User, unread=None, job_id=None, l
     return _page(session, query, Notification.created_at, Notification.id, limit, cursor, key_type=int)
 
 
+# A notification id as we issue it: ASCII digits that fit a BIGINT. str.isdigit() also takes
+# "²" (int() refuses it) and "٤٢" (int() reads it as 42).
+NOTIFICATION_ID = re.compile(r"[0-9]{1,18}")
+
+
 def mark_read(session: Session, user: User, notification_id: str) -> Notification | None:
-    if not notification_id.isdigit() or len(notification_id) > 18:
-        return None  # not an id we issued (and would overflow BIGINT)
-    pk = int(notification_id)
-    n = session.scalar(visible_notifications(user).where(Notification.id == pk))
+    if not NOTIFICATION_ID.fullmatch(notification_id):
+        return None  # not an id we issued
+    n = session.scalar(visible_notifications(user).where(Notification.id == int(notification_id)))
     if n is not None and n.read_at is None:
         n.read_at = utcnow()
     return n

@@ -14,6 +14,20 @@ ID_LENGTH = validate.Length(min=1, max=255)
 TEXT_LENGTH = validate.Length(max=10_000)
 
 
+class FullMatch(validate.Regexp):
+    """A Regexp the whole value must match.
+
+    marshmallow's Regexp uses re.match, and `$` also matches before a trailing newline: a
+    job_type of 64 characters and a newline would pass and not fit its varchar(64). The
+    pattern keeps its anchors as the contract writes it, as /openapi.json shows it.
+    """
+
+    def __call__(self, value):
+        if self.regex.fullmatch(value) is None:
+            raise ValidationError(self._format_error(value))
+        return value
+
+
 class Progress(fields.Field):
     """0–100; an integer, or a float that is rounded (n8n's expressions yield floats)."""
 
@@ -27,13 +41,18 @@ class Progress(fields.Field):
         return int(round(value))
 
 
+def external_id(value: str | int) -> str:
+    """The string form of an id a sender gives as a string or an integer: how it is stored."""
+    return str(value).strip()
+
+
 class ExternalUserId(fields.Field):
-    """The application's own user id: a string or an integer, kept as a string."""
+    """The application's own user id: a string or an integer, read as its string form."""
 
     def _deserialize(self, value, attr, data, **kwargs):
         if isinstance(value, bool) or not isinstance(value, (str, int)):
             raise ValidationError("Must be a string or an integer.")
-        value = str(value).strip()
+        value = external_id(value)
         if not 1 <= len(value) <= 255:
             raise ValidationError("Must be 1 to 255 characters.")
         return value
@@ -63,7 +82,7 @@ class JobCreateSchema(Schema):
     class Meta:
         unknown = RAISE
 
-    job_type = fields.String(required=True, validate=validate.Regexp(JOB_TYPE))
+    job_type = fields.String(required=True, validate=FullMatch(JOB_TYPE))
     params = fields.Dict(load_default=dict)
 
 
@@ -79,7 +98,7 @@ class JobListQuerySchema(Schema):
         unknown = RAISE
 
     status = fields.String(validate=validate.OneOf(lifecycle.STATUSES))
-    job_type = fields.String(validate=validate.Regexp(JOB_TYPE))
+    job_type = fields.String(validate=FullMatch(JOB_TYPE))
     limit = fields.Integer(load_default=20, validate=validate.Range(min=1, max=100))
     cursor = fields.String()
 
@@ -187,7 +206,7 @@ class JobStatusCallbackSchema(_StatusReport):
 
     result = fields.Raw(allow_none=True)
     error = ErrorValue(allow_none=True)
-    job_type = fields.String(allow_none=True, validate=validate.Regexp(JOB_TYPE))
+    job_type = fields.String(allow_none=True, validate=FullMatch(JOB_TYPE))
 
 
 job_create_schema = JobCreateSchema()
@@ -199,7 +218,9 @@ job_status_callback_schema = JobStatusCallbackSchema()
 
 # --- AI backends (seeds 001 and 002): their payloads exactly as they send them ----------
 
-DIMENSIONS = r"^\s*\d{1,6}\s*[xX×]\s*\d{1,6}\s*$"
+# "WxH": ASCII digits only (\d would take "١٠٢٤", Arabic-Indic digits), six at most, so
+# that width and height fit their integer columns; shared/artifacts.py reads the groups.
+DIMENSIONS = r"^\s*([0-9]{1,6})\s*[xX×]\s*([0-9]{1,6})\s*$"
 
 
 class _SenderStatus(_StatusReport):
@@ -219,7 +240,7 @@ class ImageFileSchema(Schema):
     description = fields.String(allow_none=True)
     format = fields.String(allow_none=True, validate=validate.Length(max=32))
     size_bytes = fields.Integer(allow_none=True, strict=True, validate=validate.Range(min=0, max=2**62))
-    dimensions = fields.String(allow_none=True, validate=validate.Regexp(DIMENSIONS))
+    dimensions = fields.String(allow_none=True, validate=FullMatch(DIMENSIONS))
 
 
 class ImageDataSchema(Schema):

@@ -14,13 +14,14 @@ All seeded and derandomized, with bounded example counts: the same cases every r
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections import Counter
 from urllib.parse import quote
 
 import pytest
 import schemathesis
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
@@ -32,7 +33,7 @@ from schemathesis.specs.openapi.checks import (
 from helpers import bearer, hmac_headers
 from helpers.env import N8N_SECRET, WEBHOOK_SECRET
 from ingress.openapi import spec
-from shared import lifecycle
+from shared import lifecycle, schemas
 from shared.callbacks import ENDPOINTS
 
 SEED = 20240611
@@ -243,6 +244,239 @@ def test_signed_random_callbacks_accepted_are_applied(app, client, path, reliabi
 
     post_and_apply()
     assert applied[True] >= 5, dict(applied)
+
+
+# --- accepted payloads at the edges of what fits, for jobs never seen ---------------------------
+
+# Every bounded field at its bound and just past it, what Python's `$` lets through (a trailing
+# newline), astral characters (one character, four bytes: columns count characters), integers
+# beyond 64 bits, nested extras. Each generated value knows whether the contract accepts it, so
+# both sides are checked: what is valid is accepted by the endpoint's validation
+# (shared.callbacks.load), and whatever is accepted is applied by the worker's own step.
+
+ASTRAL = "\U0001F600"
+LONGEST_JOB_TYPE = "a" + "b" * 63
+# Text JSON can carry and a column can store: no NUL, no lone surrogate.
+storable_text = st.text(st.characters(exclude_categories=("Cs",), exclude_characters="\x00"), max_size=30)
+storable_json = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.sampled_from([2**63, -(2**70), 10**300])
+    | st.floats(allow_nan=False, allow_infinity=False) | storable_text,
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(storable_text, children, max_size=4),
+    max_leaves=20,
+)
+
+
+def _valid(strategy):
+    return strategy.map(lambda value: (value, True))
+
+
+def _refused(strategy):
+    return strategy.map(lambda value: (value, False))
+
+
+def _either(valid, refused):
+    """Mostly valid values, so that a payload of several fields is often accepted whole."""
+    return st.one_of(*[_valid(valid)] * 9, _refused(refused))
+
+
+def _up_to(length: int):
+    """Text of at most `length` characters: short ones, and some exactly at the bound."""
+    return storable_text.map(lambda text: text[:length]) | st.sampled_from([
+        "x" * length, ASTRAL * min(length, 255), "é" * (length - 1) + "\n", " " + "y" * (length - 2) + "\n",
+    ])
+
+
+def _past(length: int):
+    return st.sampled_from(["x" * (length + 1), "x" * length + "\n"])
+
+
+def _bounded(length: int):
+    return _either(st.none() | _up_to(length), _past(length))
+
+
+def _object(required: dict, optional: dict, rule=lambda value: True):
+    """Dicts from strategies of (value, accepted) pairs, as (dict, accepted); `rule` is the
+    schema's cross-field check, asked only when every field is acceptable."""
+
+    def combine(pairs: dict):
+        value = {key: item for key, (item, _) in pairs.items()}
+        return value, all(ok for _, ok in pairs.values()) and rule(value)
+
+    return st.fixed_dictionaries(required, optional=optional).map(combine)
+
+
+_unknown_jobs = itertools.count()
+
+
+def _unknown_job_id(text: str) -> str:
+    prefix = f"edge-{next(_unknown_jobs)}-"  # a new job for each example: it is auto-created
+    return prefix + text[: 255 - len(prefix)]
+
+
+def _fits_user_id(value) -> bool:
+    text = str(value).strip()
+    return 1 <= len(text) <= 255
+
+
+any_text = _valid(st.none() | storable_text | st.sampled_from(["x" * 20_000, ASTRAL * 2_000, "ligne\n"]))
+job_ids = _either((_up_to(255) | st.just(" padded \n")).map(_unknown_job_id), st.just("x" * 256))
+statuses = _either(
+    st.sampled_from(sorted(lifecycle.WORDS)).flatmap(lambda word: st.sampled_from([word, word.upper(), f" {word}\n"])),
+    st.sampled_from(["unknown", "running\nx", ""]),
+)
+user_ids = _either(
+    (_up_to(255) | _past(255) | st.integers() | st.sampled_from([10**254, -(10**253), 10**255])),
+    st.sampled_from([True, 1.5, {"id": 1}]),
+).map(lambda pair: (pair[0], pair[1] and _fits_user_id(pair[0])))
+PAYLOAD_FIELDS = {
+    "progress": _either(st.none() | st.integers(0, 100) | st.floats(0, 100),
+                        st.sampled_from([101, -1, 100.6, True, "50"])),
+    "message": _bounded(10_000),
+    "user_id": user_ids,
+    "extra": _valid(storable_json),
+}
+SENDER_FIELDS = {**PAYLOAD_FIELDS, "timestamp": any_text, "environment": any_text, "error_message": _bounded(10_000)}
+
+job_status_payloads = _object({"job_id": job_ids, "status": statuses}, optional={
+    **PAYLOAD_FIELDS,
+    "result": _valid(storable_json),
+    "error": _bounded(10_000) | _valid(st.dictionaries(storable_text, storable_json, max_size=3)),
+    "job_type": _either(st.from_regex(schemas.JOB_TYPE[1:-1], fullmatch=True) | st.just(LONGEST_JOB_TYPE),
+                        st.sampled_from([LONGEST_JOB_TYPE + "\n", "abc\n", "x" * 65, "Abc"])),
+})
+
+image = _object({}, optional={
+    "file_path": any_text, "url": any_text, "description": any_text,
+    "format": _bounded(32),
+    "size_bytes": _either(st.none() | st.integers(0, 2**62), st.sampled_from([-1, 2**62 + 1, True])),
+    "dimensions": _either(st.none() | st.sampled_from(["1024x768", " 1 X 1\n", "999999×999999", "0x0"]),
+                          st.sampled_from(["١٠٢٤x٧٦٨", "１x１", "1000000x1", "10x10\nx"])),
+    "extra": _valid(storable_json),
+})
+images = st.lists(image, max_size=3).map(lambda items: ([v for v, _ in items], all(ok for _, ok in items)))
+image_data = _object({}, optional={
+    "images": images | _valid(st.none()),
+    "metadata": _valid(st.none() | st.fixed_dictionaries({}, optional={
+        "model_name": storable_json | st.just("m" * 300),
+        "generation_time_seconds": storable_json | st.sampled_from([10**400, 1e308]),
+    })),
+    "job_id": any_text, "status": any_text, "generated_at": any_text, "original_prompt": any_text,
+})
+
+
+def _completed_has_images(payload: dict) -> bool:
+    images = (payload.get("data") or {}).get("images")
+    return lifecycle.canonical(payload["status"]) != lifecycle.SUCCEEDED or bool(images)
+
+
+image_payloads = _object({"job_id": job_ids, "status": statuses}, optional={
+    **SENDER_FIELDS, "data": image_data | _valid(st.none()),
+}, rule=_completed_has_images)
+
+chapter = st.fixed_dictionaries({}, optional={
+    "title": st.none() | storable_text, "content": st.none() | storable_text | st.just("mot " * 5_000),
+    "description": st.none() | storable_text, "extra": storable_json,
+})
+count = _either(st.none() | st.integers(0, 2**31 - 1), st.sampled_from([-1, 2**31, True]))
+book_data = _object({}, optional={
+    "book_title": _valid(st.none() | storable_text | st.sampled_from([ASTRAL * 300, "Titre\n", " "])),
+    "topic": any_text, "goal": any_text, "generated_at": any_text,
+    "outline": _valid(st.none() | st.lists(storable_json, max_size=3)),
+    "chapters": _valid(st.none() | st.lists(chapter, max_size=3)),
+    "word_count": count, "chapter_count": count,
+})
+
+
+def _completed_has_a_book(payload: dict) -> bool:
+    book = payload.get("book_data") or {}
+    return lifecycle.canonical(payload["status"]) != lifecycle.SUCCEEDED or bool(
+        (book.get("book_title") or "").strip() and book.get("chapters")
+    )
+
+
+book_payloads = _object({"job_id": job_ids, "status": statuses}, optional={
+    **SENDER_FIELDS, "book_data": book_data | _valid(st.none()),
+}, rule=_completed_has_a_book)
+
+EDGE_PAYLOADS = {
+    "/api/n8n/hooks/job-status": (job_status_payloads, [
+        # Accepted with `$`, then refused by varchar(64) in the worker until it gave up.
+        ({"job_id": "edge-newline", "status": "running", "job_type": LONGEST_JOB_TYPE + "\n"}, False),
+        ({"job_id": "edge-longest", "status": "running", "job_type": LONGEST_JOB_TYPE, "user_id": 10**254}, True),
+    ]),
+    "/api/webhooks/image-completion": (image_payloads, [
+        ({"job_id": "edge-digits", "status": "completed", "data": {"images": [{"dimensions": "١٠x١٠"}]}}, False),
+        # float(10**400) raises: a metadata figure beyond double range.
+        ({"job_id": "edge-huge-figure", "status": "completed", "data": {
+            "images": [{"url": "u", "format": ASTRAL * 32, "dimensions": "999999x999999"}],
+            "metadata": {"generation_time_seconds": 10**400, "model_name": "m" * 300}}}, True),
+    ]),
+    "/api/webhooks/book-completion": (book_payloads, [
+        ({"job_id": "edge-book", "status": "completed", "user_id": -(10**253), "book_data": {
+            "book_title": ASTRAL * 300, "chapters": [{"title": "t\n"}], "word_count": 2**31 - 1}}, True),
+    ]),
+}
+
+
+def _stored_as_sent(db, endpoint, payload: dict) -> None:
+    """The auto-created job holds what the payload said, whole."""
+    from shared import artifacts
+    from shared.models import Job
+
+    job = db.get(Job, payload["job_id"].strip())
+    assert job is not None, payload["job_id"]
+    assert job.job_type == (payload.get("job_type") or endpoint.job_type)
+    if payload.get("user_id") is not None:
+        assert job.user.external_id == str(payload["user_id"]).strip()
+    if job.status == lifecycle.SUCCEEDED:
+        produced = artifacts.for_jobs(db, [job.id])[job.id]
+        if "data" in payload:
+            assert len(produced["images"]) == len(payload["data"]["images"])
+        if "book_data" in payload:
+            book = payload["book_data"]
+            assert produced["book"]["title"] == book["book_title"]
+            assert produced["book"]["chapter_count"] == len(book["chapters"])
+
+
+@pytest.mark.parametrize("path", list(EDGE_PAYLOADS))
+def test_edge_payloads_for_unknown_jobs_are_accepted_then_applied(app, client, path, reliability):
+    """Nothing that passes validation fails in a worker (a lost delivery otherwise), and
+    every payload the contract allows passes it."""
+    from sqlalchemy import select
+
+    from shared import deliveries
+    from shared.models import Delivery
+
+    endpoint = next(e for e in ENDPOINTS.values() if e.path == path)
+    sessionmaker = app.extensions["sessionmaker"]
+    strategy, examples = EDGE_PAYLOADS[path]
+    seen: Counter = Counter()
+
+    def post_and_apply(case):
+        reliability.hostile_input("edge payloads for unknown jobs, accepted then applied (hypothesis)")
+        payload, valid = case
+        # ensure_ascii=False: astral characters cost 4 bytes, not 12, under the test's body limit.
+        response = _post_signed(client, path, json.dumps(payload, ensure_ascii=False).encode())
+        if response.status_code == 413:
+            seen["too large"] += 1
+            return
+        if response.status_code == 200:
+            with sessionmaker() as db:
+                pk = db.scalar(select(Delivery.id).where(
+                    Delivery.endpoint == endpoint.name, Delivery.delivery_id == response.get_json()["delivery_id"]
+                ))
+            with sessionmaker.begin() as db:
+                deliveries.apply(db, [pk], max_attempts=5)  # the worker's own step; raises on failure
+            with sessionmaker() as db:
+                _stored_as_sent(db, endpoint, payload)
+        assert (response.status_code == 200) == valid, (response.status_code, response.get_json())
+        seen["applied" if valid else "refused"] += 1
+
+    test = given(case=strategy)(post_and_apply)
+    for case in examples:
+        test = example(case=case)(test)
+    settings(FUZZ_SETTINGS, max_examples=150)(test)()
+    assert seen["applied"] >= 40 and seen["refused"] >= 5, dict(seen)
 
 
 # --- ids in paths, query strings and headers ---------------------------------------------------

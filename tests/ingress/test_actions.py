@@ -80,9 +80,9 @@ def test_seed_examples_are_accepted_and_routed(client, users, payload, route, kn
 
     job = client.get(f"/api/jobs/{answer['id']}", headers=bearer(token)).json
     assert (job["job_type"], job["source"]) == ("crm_action", "action")
-    assert job["user_id"] == caller  # decidePar 1 is no known user: the caller owns it
+    assert job["user_id"] == caller  # a non-admin's action is its own, whatever decidePar says
     assert job["params"]["actionType"] == action_type
-    assert job["params"]["decidePar"] == ("1" if "decidePar" in payload else caller)
+    assert job["params"]["decidePar"] == (1 if "decidePar" in payload else caller)
 
 
 def test_legacy_example_is_normalised(client, users):
@@ -105,33 +105,62 @@ def test_action_shows_in_the_job_list(client, users):
     assert {(j["job_type"], j["source"]) for j in items} == {("crm_action", "action")}
 
 
-def test_known_decider_owns_the_action(client, users):
+# --- who owns an action: decidePar names the owner only when an admin posts it ---------------
+
+
+def owner_of(app, job_id):
+    """The external id of the job's owner, read in the database."""
+    from sqlalchemy import select
+
+    from shared.models import Job, User
+
+    with app.extensions["sessionmaker"]() as db:
+        return db.scalar(select(User.external_id).join(Job, Job.user_id == User.id).where(Job.id == job_id))
+
+
+@pytest.mark.parametrize("field", ["decidePar", "executedBy"])
+def test_a_non_admin_cannot_make_a_job_owned_by_another(client, app, users, field):
+    alice, alice_token = users("alice")
+    bob, bob_token = users("bob")
+    payload = {**(EXAMPLE_RELANCE if field == "decidePar" else EXAMPLE_LEGACY), field: alice}
+    answer = post_action(client, bob_token, payload)
+    assert answer.status_code == 202, answer.json
+    assert owner_of(app, answer.json["id"]) == bob
+    job = client.get(f"/api/jobs/{answer.json['id']}", headers=bearer(bob_token)).json
+    assert job["user_id"] == bob and job["params"]["decidePar"] == alice  # data for n8n, as sent
+    assert client.get(f"/api/jobs/{answer.json['id']}", headers=bearer(alice_token)).status_code == 404
+    assert client.get("/api/jobs?job_type=crm_action", headers=bearer(alice_token)).json["items"] == []
+
+
+def test_an_admin_acts_for_a_known_decider(client, app, users):
     decider, decider_token = users("conseillere")
-    _, crm_token = users("crm-service")
+    _, crm_token = users("crm-service", admin=True)
     answer = post_action(client, crm_token, {**EXAMPLE_RELANCE, "decidePar": decider}).json
     job = client.get(f"/api/jobs/{answer['id']}", headers=bearer(decider_token))
     assert job.status_code == 200 and job.json["user_id"] == decider
-    assert client.get(f"/api/jobs/{answer['id']}", headers=bearer(crm_token)).status_code == 404
+    assert owner_of(app, answer["id"]) == decider
 
 
-def test_numeric_decider_is_looked_up_by_its_string_id(client, app, users):
+def test_an_admins_numeric_decider_is_looked_up_by_its_string_id(client, app, users):
     from shared.jobs import create_token
 
     number = int("9" + "".join(str(secrets.randbelow(10)) for _ in range(8)))
     with app.extensions["sessionmaker"].begin() as db:
         decider_token = create_token(db, str(number))
-    _, crm_token = users("crm-numeric")
+    _, crm_token = users("crm-numeric", admin=True)
     answer = post_action(client, crm_token, {**EXAMPLE_DOCUMENT, "decidePar": number}).json
     job = client.get(f"/api/jobs/{answer['id']}", headers=bearer(decider_token)).json
-    assert job["user_id"] == str(number) and job["params"]["decidePar"] == str(number)
+    # Owned by the user "<number>"; n8n still gets the CRM's number.
+    assert job["user_id"] == str(number) and job["params"]["decidePar"] == number
 
 
-def test_unknown_decider_leaves_the_caller_owner_and_creates_no_user(client, app, users):
+@pytest.mark.parametrize("admin", [True, False], ids=["admin", "non-admin"])
+def test_an_unknown_decider_leaves_the_caller_owner_and_creates_no_user(client, app, users, admin):
     from sqlalchemy import select
 
     from shared.models import User
 
-    caller, token = users("crm-unknown")
+    caller, token = users("crm-unknown", admin=admin)
     stranger = f"nobody-{secrets.token_hex(4)}"
     answer = post_action(client, token, {**EXAMPLE_RELANCE, "decidePar": stranger}).json
     job = client.get(f"/api/jobs/{answer['id']}", headers=bearer(token)).json
@@ -156,6 +185,10 @@ ENRICHED = {"actionType": "GENERER_DEVIS", "entiteType": "candidat", "entiteId":
         ({**ENRICHED, "entiteId": ""}, "entiteId"),
         ({**ENRICHED, "actionSource": "admin.candidats"}, "actionSource"),
         ({**ENRICHED, "actionSource": "admin candidats detail"}, "actionSource"),
+        # `$` matches before a trailing newline: the whole value must match.
+        ({**ENRICHED, "actionType": "GENERER_X\n"}, "actionType"),
+        ({"typeAction": "RELANCER\n"}, "typeAction"),
+        ({**ENRICHED, "actionSource": "a.b.c\n"}, "actionSource"),
         ({**ENRICHED, "entiteData": ["Dumitru"]}, "entiteData"),
         ({**ENRICHED, "entiteData": "Dumitru"}, "entiteData"),
         ({**ENRICHED, "metadonnees": [1]}, "metadonnees"),
@@ -272,5 +305,6 @@ def test_cli_prints_the_table_and_where_an_action_goes(app, n8n):
     legacy = runner.invoke(args=["action-routes", "RELANCER"])
     assert "no prefix: the default route" in legacy.output and "route      log-erreur" in legacy.output
     assert "catalogue  no" in legacy.output
-    bad = runner.invoke(args=["action-routes", "relancer"])
-    assert bad.exit_code == 2 and "VERBE_ENTITE_METHODE" in bad.output
+    for bad_type in ("relancer", "GENERER_X\n"):
+        bad = runner.invoke(args=["action-routes", bad_type])
+        assert bad.exit_code == 2 and "VERBE_ENTITE_METHODE" in bad.output

@@ -109,6 +109,7 @@ def test_replaced_routing_file_takes_effect_through_the_environment(tmp_path):
         ('{\n  "rules": [\n    {"prefix": "A_", "route": "a"},\n\n    {"prefix": "b_", "route": "b"}\n  ],\n  "default": "x"\n}', 5, "rules[1]: prefix 'b_'"),
         ('{\n  "rules": [\n    {"prefix": "A_", "route": "a"},\n    {"prefix": "A_", "route": "b"}\n  ],\n  "default": "x"\n}', 4, "already routed by rules[0]"),
         ('{\n  "rules": [\n    {"prefix": "A_", "rout": "a"}\n  ],\n  "default": "x"\n}', 3, "exactly the keys prefix and route"),
+        ('{\n  "rules": [\n    {"prefix": "A_\\n", "route": "a"}\n  ],\n  "default": "x"\n}', 3, "can never match"),
         ('{\n  "rules": [\n    {"prefix": "A_", "route": "ftp://files/a"}\n  ],\n  "default": "x"\n}', 3, "only http and https"),
         ('{\n  "rules": [\n    {"prefix": "A_", "route": "deux mots"}\n  ],\n  "default": "x"\n}', 3, "contains spaces"),
         ('{\n  "rules": [],\n\n  "default": ""\n}', 4, "default: route must be a non-empty string"),
@@ -152,11 +153,13 @@ def test_legacy_payload_is_mapped_to_the_enriched_fields():
     action = actions.normalise(data, caller_id="caller-1")
     assert action["actionType"] == "RELANCER"
     assert action["decisionType"] == "relance_email"
-    assert action["decidePar"] == "7"
+    assert action["decidePar"] == 7  # the CRM's number, unchanged (CONTRACT §5)
     assert action["metadonnees"] == {"priorite": "HAUTE"}
     assert action["commentaire"] == "Relance pour documents"
     assert action["entiteType"] is None and action["entiteData"] == {}
-    assert list(action) == list(actions.FIELDS)
+    # The legacy fields it sent are kept as sent, for the envelope's mirror.
+    assert list(action) == [*actions.FIELDS, "typeAction", "resultat", "executedBy", "metadata"]
+    assert (action["typeAction"], action["executedBy"]) == ("RELANCER", 7)
 
 
 def test_legacy_defaults_success_and_the_caller():
@@ -171,7 +174,8 @@ def test_enriched_fields_win_over_legacy_ones():
         "metadonnees": {"urgence": True}, "metadata": {"urgence": False},
     })
     action = actions.normalise(data, caller_id="caller-1")
-    assert (action["actionType"], action["decisionType"], action["decidePar"]) == ("GENERER_DEVIS", "generation_devis", "1")
+    assert (action["actionType"], action["decisionType"]) == ("GENERER_DEVIS", "generation_devis")
+    assert action["decidePar"] == 1
     assert action["metadonnees"] == {"urgence": True}
 
 
@@ -203,16 +207,33 @@ def test_envelope_carries_every_field_our_ids_and_the_legacy_mirror():
         "source": "crm-abj",
         "actionType": "RELANCE_CANDIDAT_EMAIL", "actionSource": "admin.candidats.detail", "actionButton": "relancer_email",
         "entiteType": "candidat", "entiteId": "DUMI15091992", "entiteData": EXAMPLE_1["entiteData"],
-        "decidePar": "1", "decisionType": "relance_email", "commentaire": "Relance pour documents CNI manquants",
+        "decidePar": 1, "decisionType": "relance_email", "commentaire": "Relance pour documents CNI manquants",
         "metadonnees": EXAMPLE_1["metadonnees"],
-        "notificationId": "42", "notificationCategorie": "CANDIDAT", "notificationType": "DOSSIER_INCOMPLET",
+        "notificationId": 42, "notificationCategorie": "CANDIDAT", "notificationType": "DOSSIER_INCOMPLET",
         "notificationTitre": "Documents manquants pour DUMI15091992",
-        "typeAction": "RELANCE_CANDIDAT_EMAIL", "resultat": "relance_email", "executedBy": "1",
+        "typeAction": "RELANCE_CANDIDAT_EMAIL", "resultat": "relance_email", "executedBy": 1,
         "metadata": EXAMPLE_1["metadonnees"],
         "job_id": "job-1", "callback_url": "https://bridge/api/n8n/hooks/job-status",
     }
     stamp = datetime.fromisoformat(body["timestamp"].replace("Z", "+00:00"))
     assert stamp.tzinfo == timezone.utc and stamp.timestamp() == now
+
+
+def test_legacy_fields_the_crm_sent_reach_n8n_as_sent():
+    # Seed 003's "Payload Complet Reçu": "typeAction": "RELANCER" beside the enriched actionType.
+    sent = {**EXAMPLE_1, "typeAction": "RELANCER", "executedBy": "7", "resultat": "", "metadata": None}
+    action = actions.normalise(actions.action_schema.load(sent), caller_id="caller-1")
+    body = actions.envelope(action, "job-1", "https://bridge/cb", "crm", 0)
+    assert (body["actionType"], body["typeAction"]) == ("RELANCE_CANDIDAT_EMAIL", "RELANCER")
+    assert (body["decidePar"], body["executedBy"]) == (1, "7")
+    assert (body["decisionType"], body["resultat"]) == ("relance_email", "")
+    assert (body["metadonnees"], body["metadata"]) == (EXAMPLE_1["metadonnees"], None)
+
+
+def test_a_job_stored_before_the_legacy_fields_were_kept_still_gets_its_mirror():
+    stored = {name: None for name in actions.FIELDS} | {"actionType": "RELANCER", "decidePar": "7", "metadonnees": {}}
+    body = actions.envelope(stored, "job-1", "https://bridge/cb", "crm", 0)
+    assert (body["typeAction"], body["executedBy"], body["metadata"]) == ("RELANCER", "7", {})
 
 
 def test_dispatch_of_an_action_job_sends_the_signed_envelope():

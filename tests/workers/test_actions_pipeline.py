@@ -1,11 +1,16 @@
 """A CRM action end to end on real processes: POST /api/actions, the signed envelope at its
 n8n route (the stand-in), n8n's signed callback, the owner's notification."""
 
+import json
 from datetime import datetime, timezone
+from pathlib import Path
 
+import pytest
 import requests
 
 from helpers import bearer, wait_for
+
+SEEDS = Path(__file__).resolve().parents[1] / "fixtures/seeds"
 
 RELANCE = {
     "actionType": "RELANCE_CANDIDAT_EMAIL",
@@ -42,7 +47,8 @@ def dispatched_to_n8n(n8n, job_id):
 
 def test_action_is_dispatched_signed_then_completed_by_n8n_callback(stack, n8n, users):
     decider, decider_token = users("conseillere")
-    _, crm_token = users("crm")
+    # The CRM's service token (an admin) acts for the user who decided.
+    _, crm_token = users("crm", admin=True)
     created = api(stack, "POST", "/api/actions", crm_token, json={**RELANCE, "decidePar": decider})
     assert created.status_code == 202, created.text
     action = created.json()
@@ -57,8 +63,7 @@ def test_action_is_dispatched_signed_then_completed_by_n8n_callback(stack, n8n, 
     assert stamp.tzinfo == timezone.utc and abs((datetime.now(timezone.utc) - stamp).total_seconds()) < 60
     assert envelope == {
         "source": "crm",
-        **{k: v for k, v in RELANCE.items() if k != "notificationId"},
-        "notificationId": "42",
+        **RELANCE,
         "decidePar": decider,
         "typeAction": "RELANCE_CANDIDAT_EMAIL",
         "resultat": "relance_email",
@@ -79,9 +84,8 @@ def test_action_is_dispatched_signed_then_completed_by_n8n_callback(stack, n8n, 
     assert done["user_id"] == decider
 
     notes = api(stack, "GET", f"/api/notifications?job_id={action['id']}", decider_token).json()["items"]
-    assert [n["type"] for n in notes] == ["job_succeeded"]
     # The CRM's service account only made the request; the decider is told.
-    assert api(stack, "GET", f"/api/notifications?job_id={action['id']}", crm_token).json()["items"] == []
+    assert [n["type"] for n in notes] == ["job_succeeded"]
 
 
 def test_legacy_action_goes_to_the_fallback_route_with_its_mirror(stack, n8n, users):
@@ -102,3 +106,58 @@ def test_legacy_action_goes_to_the_fallback_route_with_its_mirror(stack, n8n, us
     assert failed["error"] == "no workflow handles RELANCER"
     notes = api(stack, "GET", f"/api/notifications?job_id={created.json()['id']}", token).json()["items"]
     assert [n["type"] for n in notes] == ["job_failed"]
+
+
+# --- the CRM's values reach n8n unchanged (CONTRACT §5) ------------------------------------------
+
+ENRICHED_FIELDS = (
+    "actionType", "actionSource", "actionButton", "entiteType", "entiteId", "entiteData", "decidePar",
+    "decisionType", "commentaire", "metadonnees",
+    "notificationId", "notificationCategorie", "notificationType", "notificationTitre",
+)
+
+
+def typed(value) -> str:
+    """JSON with sorted keys: 1, 1.0, "1" and true all read differently, as n8n sees them."""
+    return json.dumps(value, sort_keys=True)
+
+
+def expected_envelope(sent: dict, caller: str, job_id: str, callback_url: str) -> dict:
+    """What n8n must receive for an action `sent` by `caller`: CONTRACT §5 spelled out by hand."""
+    fields = {name: sent.get(name) for name in ENRICHED_FIELDS}
+    fields["actionType"] = sent.get("actionType") or sent["typeAction"]
+    fields["decisionType"] = sent.get("decisionType") or sent.get("resultat") or "success"
+    fields["decidePar"] = sent.get("decidePar", sent.get("executedBy", caller))
+    fields["entiteData"] = sent.get("entiteData", {})
+    fields["metadonnees"] = sent.get("metadonnees", sent.get("metadata", {}))
+    mirror = {"typeAction": fields["actionType"], "resultat": fields["decisionType"],
+              "executedBy": fields["decidePar"], "metadata": fields["metadonnees"]}
+    return {"source": "crm", **fields, **mirror, "job_id": job_id, "callback_url": callback_url, "attempt": 1}
+
+
+@pytest.mark.parametrize("seed, decide_par", [
+    ("action-exemple-1.json", 1),  # the number 1, as the CRM documents decidePar
+    ("action-exemple-3.json", 1),  # with "entiteId": "42", a string that must stay one
+    ("action-ancien-format.json", None),  # no decidePar: ours, the caller's id, a string
+])
+def test_the_seeds_actions_reach_n8n_with_every_value_unchanged(stack, n8n, users, seed, decide_par):
+    raw = (SEEDS / seed).read_bytes()
+    sent = json.loads(raw)
+    assert sent.get("decidePar") == decide_par and type(sent.get("decidePar")) is type(decide_par)
+    caller, token = users("crm-seed", admin=True)
+    created = requests.post(stack.base_url + "/api/actions", data=raw, timeout=10,
+                            headers={**bearer(token), "Content-Type": "application/json"})
+    assert created.status_code == 202, created.text
+    job_id = created.json()["id"]
+
+    [received] = dispatched_to_n8n(n8n, job_id)
+    assert received.signature_ok
+    envelope = json.loads(received.body)
+    stamp = datetime.fromisoformat(envelope.pop("timestamp").replace("Z", "+00:00"))
+    assert stamp.tzinfo == timezone.utc
+    expected = expected_envelope(sent, caller, job_id, f"{stack.base_url}/api/n8n/hooks/job-status")
+    assert envelope == expected
+    assert typed(envelope) == typed(expected)  # types included: 1 is not "1", {} is not null
+    # The service fills in decidePar only when the CRM gave none: then it is the caller's id, a string.
+    assert typed(envelope["decidePar"]) == typed(decide_par if decide_par is not None else caller)
+    assert typed(envelope["executedBy"]) == typed(envelope["decidePar"])
