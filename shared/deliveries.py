@@ -8,12 +8,12 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Connection, select, update
+from sqlalchemy import Connection, and_, case, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from shared import artifacts, lifecycle
 from shared.callbacks import ENDPOINTS, Callback, Endpoint, load
-from shared.db import INSERT, insert_ignoring_conflict, milliseconds_since
+from shared.db import INSERT, dialect, insert_ignoring_conflict, milliseconds_since
 from shared.jobs import get_or_create_user, notify, touch
 from shared.models import Delivery, Job, JobEvent, utcnow
 
@@ -166,39 +166,135 @@ def record_failure(session: Session, pk: int, error: str, *, count_attempt: bool
     session.execute(update(DELIVERIES).where(DELIVERIES.c.id == pk).values(**values))
 
 
-def apply(session: Session, pks: list[int], max_attempts: int | None) -> list[str]:
-    """Apply recorded deliveries to their jobs, each exactly once. Returns what happened, for logs.
+class DeliveryFailed(Exception):
+    """Applying delivery `pk` failed (the cause is chained). It may be an earlier delivery of
+    a job than the ones asked for: the error and the attempt are its own."""
 
-    Claiming and applying share one transaction: either both commit or neither does. The
-    claim counts the attempt and stops at `max_attempts`; None: the attempt is already
-    counted (begin_attempt). Jobs are locked in the order of their ids, so two workers
-    applying batches that share jobs wait for each other instead of deadlocking.
+    def __init__(self, pk: int):
+        super().__init__(f"delivery {pk} failed")
+        self.pk = pk
+
+
+def apply(session: Session, pks: list[int], max_attempts: int, *, counted: bool = False) -> list[str]:
+    """Apply recorded deliveries to their jobs, each exactly once and each job's in the order
+    received (delivery id order). Returns what happened, for logs.
+
+    Each job is locked first (found, or auto-created), then its unapplied deliveries up to
+    the last one asked for are claimed and applied in id order, in this transaction: a
+    worker given a job's later delivery applies the earlier ones before it, and the one
+    given an earlier delivery finds it applied. Claiming and applying commit together or
+    not at all. Jobs are locked in the order of the ids the callbacks name, so two workers
+    whose batches share jobs wait for each other instead of deadlocking.
+
+    The claim counts each delivery's attempt and leaves out those given up after
+    `max_attempts`, which therefore hold back nothing. `counted`: the attempts of the
+    deliveries asked for are already counted (begin_attempt).
     """
     now = utcnow()
-    values = dict(applied_at=now, last_error=None, apply_ms=milliseconds_since(session, DELIVERIES.c.received_at, now))
-    claim = update(DELIVERIES).where(DELIVERIES.c.id.in_(pks), DELIVERIES.c.applied_at.is_(None))
-    if max_attempts is not None:
-        claim = claim.where(DELIVERIES.c.attempts < max_attempts)
-        values["attempts"] = DELIVERIES.c.attempts + 1
-    claimed = session.execute(
-        claim.values(**values).returning(
-            DELIVERIES.c.id, DELIVERIES.c.endpoint, DELIVERIES.c.body, DELIVERIES.c.received_at
-        )
-    ).all()
-    work = []
-    for row in claimed:
-        endpoint = ENDPOINTS[row.endpoint]
-        work.append((endpoint, row, load(endpoint, row.body)))
-    work.sort(key=lambda item: (item[2].job_id, item[1].id))
-    outcomes = [
-        f"delivery {row.id}: "
-        + apply_callback(session, endpoint, row.id, callback, now, received_at=row.received_at)
-        for endpoint, row, callback in work
-    ]
-    skipped = len(set(pks)) - len(claimed)
+    query = select(DELIVERIES.c.id, DELIVERIES.c.endpoint, DELIVERIES.c.body).where(
+        DELIVERIES.c.id.in_(pks), DELIVERIES.c.applied_at.is_(None)
+    )
+    if not counted:
+        query = query.where(DELIVERIES.c.attempts < max_attempts)
+    by_name: dict[str, dict[int, tuple[Endpoint, Callback]]] = {}
+    for row in session.execute(query.order_by(DELIVERIES.c.id)):
+        endpoint, cb = _load(row)
+        by_name.setdefault(cb.job_id, {})[row.id] = endpoint, cb
+    jobs: dict[str, tuple[Job, dict[int, tuple[Endpoint, Callback]]]] = {}
+    for name in sorted(by_name):
+        job = _lock_job(session, name, by_name[name], max_attempts, now)
+        jobs.setdefault(job.id, (job, {}))[1].update(by_name[name])
+    outcomes, applied = [], set()
+    for job, asked in jobs.values():
+        for pk, outcome in _apply_in_order(session, job, asked, max_attempts, counted, now):
+            applied.add(pk)
+            outcomes.append(f"delivery {pk}: {outcome}")
+    skipped = len(set(pks) - applied)
     if skipped:
         outcomes.append(f"{skipped} already applied or given up")
     return outcomes
+
+
+def _load(row) -> tuple[Endpoint, Callback]:
+    try:
+        endpoint = ENDPOINTS[row.endpoint]
+        return endpoint, load(endpoint, row.body)
+    except Exception as exc:
+        raise DeliveryFailed(row.id) from exc
+
+
+def _lock_job(
+    session: Session, name: str, asked: dict[int, tuple[Endpoint, Callback]], max_attempts: int, now: datetime
+) -> Job:
+    """The job a callback names, locked; auto-created when there is none."""
+    job = _find_job(session, name)
+    if job is not None:
+        return job
+    # A dispatch answer recording `name` as a job's external id at this moment takes the
+    # same lock: it commits first (the job is found below), or it waits for this job and
+    # merges it into its own (merge_auto_created).
+    _lock_name(session, name)
+    job = _find_job(session, name)
+    if job is not None:
+        return job
+    # Made from the earliest of its deliveries still to apply, as applying them one by one would.
+    first = session.execute(
+        select(DELIVERIES.c.id, DELIVERIES.c.endpoint, DELIVERIES.c.body)
+        .where(
+            DELIVERIES.c.applied_at.is_(None),
+            or_(
+                DELIVERIES.c.id.in_(list(asked)),
+                and_(DELIVERIES.c.job_id == name, DELIVERIES.c.attempts < max_attempts),
+            ),
+        )
+        .order_by(DELIVERIES.c.id)
+        .limit(1)
+    ).first()
+    if first is None or first.id in asked:
+        endpoint, cb = asked[first.id if first else min(asked)]
+    else:
+        endpoint, cb = _load(first)
+    return _auto_create(session, cb, endpoint.job_type, now)
+
+
+def _apply_in_order(
+    session: Session, job: Job, asked: dict[int, tuple[Endpoint, Callback]], max_attempts: int, counted: bool,
+    now: datetime,
+) -> list[tuple[int, str]]:
+    """Claim the locked job's unapplied deliveries up to the last one asked for, and apply them in id order."""
+    names = [job.id]
+    # Its sender's own id names it too, unless a job of that id exists (found first by _find_job).
+    if job.external_id and session.scalar(select(Job.id).where(Job.id == job.external_id)) is None:
+        names.append(job.external_id)
+    earlier = and_(
+        DELIVERIES.c.job_id.in_(names), DELIVERIES.c.id < max(asked), DELIVERIES.c.attempts < max_attempts
+    )
+    values = dict(
+        applied_at=now,
+        last_error=None,
+        apply_ms=milliseconds_since(session, DELIVERIES.c.received_at, now),
+        attempts=DELIVERIES.c.attempts + 1,
+    )
+    if counted:
+        mine = DELIVERIES.c.id.in_(list(asked))
+        values["attempts"] = case((mine, DELIVERIES.c.attempts), else_=DELIVERIES.c.attempts + 1)
+    else:
+        mine = and_(DELIVERIES.c.id.in_(list(asked)), DELIVERIES.c.attempts < max_attempts)
+    claimed = session.execute(
+        update(DELIVERIES)
+        .where(DELIVERIES.c.applied_at.is_(None), or_(mine, earlier))
+        .values(**values)
+        .returning(DELIVERIES.c.id, DELIVERIES.c.endpoint, DELIVERIES.c.body, DELIVERIES.c.received_at)
+    ).all()
+    done = []
+    for row in sorted(claimed, key=lambda row: row.id):
+        endpoint, cb = asked.get(row.id) or _load(row)
+        try:
+            outcome = apply_callback(session, job, endpoint, row.id, cb, now, received_at=row.received_at)
+        except Exception as exc:
+            raise DeliveryFailed(row.id) from exc
+        done.append((row.id, outcome))
+    return done
 
 
 def _find_job(session: Session, job_id: str) -> Job | None:
@@ -209,6 +305,18 @@ def _find_job(session: Session, job_id: str) -> Job | None:
             select(Job).where(Job.external_id == job_id).order_by(Job.created_at).limit(1).with_for_update(of=Job)
         )
     return job
+
+
+def _lock_name(session: Session, name: str) -> None:
+    """Serialise, until commit, whoever makes `name` a job: a callback auto-creating the job
+    of that id, a dispatch answer recording it as a job's external id.
+
+    PostgreSQL: an advisory lock (the job row may not exist yet). SQLite runs one write
+    transaction at a time (BEGIN IMMEDIATE) already.
+    """
+    if dialect(session) == "postgresql":
+        key = int.from_bytes(hashlib.sha256(b"job-name:" + name.encode()).digest()[:8], "big", signed=True)
+        session.execute(select(func.pg_advisory_xact_lock(key)))
 
 
 def _auto_create(session: Session, cb: Callback, job_type: str, now: datetime) -> Job:
@@ -248,15 +356,14 @@ def _auto_create(session: Session, cb: Callback, job_type: str, now: datetime) -
 
 
 def apply_callback(
-    session: Session, endpoint: Endpoint, delivery_pk: int | None, cb: Callback, now: datetime,
+    session: Session, job: Job, endpoint: Endpoint, delivery_pk: int | None, cb: Callback, now: datetime,
     received_at: datetime | None = None,
 ) -> str:
-    """Apply a sender's status report to its job (found, or auto-created) under a row lock.
+    """Apply a sender's status report to its job, locked by the caller.
 
-    Workers may apply two deliveries out of order; the event carries the time the delivery
-    was received, so the job's history reads in the order the sender sent it.
+    The event carries the time the delivery was received, so the job's history reads in
+    the order the sender sent it.
     """
-    job = _find_job(session, cb.job_id) or _auto_create(session, cb, endpoint.job_type, now)
     if job.user_id is None and cb.user_id:
         job.user = get_or_create_user(session, cb.user_id)
         job.user_id = job.user.id
