@@ -8,7 +8,7 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Connection, and_, case, func, or_, select, update
+from sqlalchemy import Connection, and_, case, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from shared import artifacts, lifecycle
@@ -317,6 +317,34 @@ def _lock_name(session: Session, name: str) -> None:
     if dialect(session) == "postgresql":
         key = int.from_bytes(hashlib.sha256(b"job-name:" + name.encode()).digest()[:8], "big", signed=True)
         session.execute(select(func.pg_advisory_xact_lock(key)))
+
+
+def merge_auto_created(session: Session, job: Job, external_id: str) -> list[int]:
+    """Merge into `job` (locked) the job auto-created from callbacks under `external_id`, the
+    sender's own id for it, when the sender called back before its answer to our dispatch
+    was recorded. Returns the deliveries to apply again, for the caller to enqueue after commit.
+
+    The auto-created job goes with its events, artifacts and notifications; its deliveries
+    become unapplied again, to be applied to `job` through its external id, in order. A
+    worker applying one of them meanwhile holds the job's lock: this waits for its commit.
+    """
+    _lock_name(session, external_id)
+    orphan = session.scalar(
+        select(Job).where(Job.id == external_id, Job.source == "callback").with_for_update(of=Job)
+    )
+    if orphan is None:
+        return []
+    pks = session.scalars(
+        update(DELIVERIES)
+        .where(DELIVERIES.c.job_id == external_id)
+        .values(applied_at=None, attempts=0, last_error=None, apply_ms=None, last_enqueued_at=utcnow())
+        .returning(DELIVERIES.c.id)
+    ).all()
+    session.execute(delete(Job.__table__).where(Job.__table__.c.id == external_id))  # the rest cascades
+    session.expunge(orphan)
+    log.info("job %s, auto-created from callbacks, merged into job %s (%d deliveries to apply again)",
+             external_id, job.id, len(pks))
+    return sorted(pks)
 
 
 def _auto_create(session: Session, cb: Callback, job_type: str, now: datetime) -> Job:

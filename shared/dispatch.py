@@ -15,7 +15,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from shared import actions, lifecycle
-from shared.deliveries import notify_outcome
+from shared.deliveries import merge_auto_created, notify_outcome
 from shared.jobs import touch
 from shared.models import Job, JobEvent, utcnow
 from shared.settings import Settings
@@ -135,14 +135,28 @@ def send(http: requests.Session, settings: Settings, job: Job) -> Outcome:
     return Outcome("permanent", detail, status)
 
 
-def record(session: Session, settings: Settings, job_id: str, outcome: Outcome, rng=random) -> str:
+@dataclass(frozen=True)
+class Recorded:
+    """An attempt's outcome as recorded, and the deliveries to apply again once it is committed."""
+
+    message: str
+    redeliver: list[int]
+
+
+def record(session: Session, settings: Settings, job_id: str, outcome: Outcome, rng=random) -> Recorded:
     """Apply an attempt's outcome to the job (locked): dispatched, retry later, or failed."""
     now = utcnow()
     job = session.scalar(select(Job).where(Job.id == job_id).with_for_update(of=Job))
     data = {"attempt": job.attempts, "http_status": outcome.http_status, "error": outcome.error}
+    redeliver = []
     if outcome.external_id and not job.external_id:
         job.external_id = outcome.external_id
         data["external_id"] = outcome.external_id
+        # The sender may have called back under its own id before this answer was
+        # recorded: the job its callbacks made becomes this one.
+        redeliver = merge_auto_created(session, job, outcome.external_id)
+        if redeliver:
+            data["merged"] = {"job_id": outcome.external_id, "deliveries": len(redeliver)}
     if job.status != lifecycle.PENDING:
         # Cancelled meanwhile, or the sender called back before its answer reached us:
         # the attempt is recorded as it went, the job stays as it is now.
@@ -170,4 +184,4 @@ def record(session: Session, settings: Settings, job_id: str, outcome: Outcome, 
     touch(job, now)
     if job.status == lifecycle.FAILED and event_status == "failed":
         notify_outcome(session, job)
-    return message
+    return Recorded(message, redeliver)
