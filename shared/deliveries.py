@@ -434,23 +434,40 @@ def apply_callback(
         artifacts.store(session, job.id, cb.artifacts)
     touch(job, now)
     if job.status != previous and job.status in (lifecycle.SUCCEEDED, lifecycle.FAILED):
-        notify_outcome(session, job)
+        notify_outcome(session, job, said=_sender_words(cb))
     return f"job {job.id}: {previous} -> {job.status} ({cb.word}, {job.progress}%)"
 
 
-def notify_outcome(session: Session, job: Job) -> None:
-    """The one notification of a transition into succeeded or failed, with what a frontend shows."""
+def _sender_words(cb: Callback) -> str | None:
+    """What the sender said of the outcome: its `message`, else its result's `summary` or `message`."""
+    said = [cb.message]
+    if isinstance(cb.result, dict):
+        said += [cb.result.get("summary"), cb.result.get("message")]
+    return next((text.strip() for text in said if isinstance(text, str) and text.strip()), None)
+
+
+def notify_outcome(session: Session, job: Job, said: str | None = None) -> None:
+    """The one notification of a transition into succeeded or failed, with what a frontend
+    shows: the sender's own words when it gave some (`said`), else what we know of the job."""
     if job.status == lifecycle.FAILED:
-        reason = job.error if isinstance(job.error, str) else "see the job's error"
-        notify(session, job, "job_failed", "Job failed", f"Your {job.job_type} job failed: {reason}")
+        reason = job.error if isinstance(job.error, str) else None
+        if said:
+            # The sender's words, with the cause when they do not give it already.
+            message = said if reason is None or reason in said else f"{said}: {reason}"
+        else:
+            message = f"Your {job.job_type} job failed: " + (reason or "see the job's error")
+        notify(session, job, "job_failed", "Job failed", message)
         return
     produced = artifacts.summary(session, job.id)
     if "images_count" in produced:
-        count = produced["images_count"]
-        title, message = "Images ready", f"{count} image{'s' if count != 1 else ''} generated."
+        title, message = "Images ready", f"{_count(produced['images_count'], 'image')} generated."
     elif "chapter_count" in produced:
         title = "Book ready"
-        message = f"“{produced['book_title']}” is ready: {produced['chapter_count']} chapters."
+        message = f"“{produced['book_title']}” is ready: {_count(produced['chapter_count'], 'chapter')}."
     else:
         title, message = "Job succeeded", f"Your {job.job_type} job is done."
-    notify(session, job, "job_succeeded", title, message, data=produced)
+    notify(session, job, "job_succeeded", title, said or message, data=produced)
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
