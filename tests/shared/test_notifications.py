@@ -27,9 +27,9 @@ def owned_job(session, job_type="crm_action", source="action") -> str:
 
 def notified(session, endpoint, body: dict) -> tuple[str, str, str]:
     """Apply `body` as a delivery to `endpoint`; the outcome notification of its job."""
-    [recorded] = deliveries.record_many(session.connection(), [
-        deliveries.Incoming(endpoint.name, f"note-{uuid.uuid4()}", body["job_id"], "running", json.dumps(body).encode(), {})
-    ])
+    incoming = deliveries.Incoming(endpoint.name, f"note-{uuid.uuid4()}", body["job_id"], "running",
+                                   json.dumps(body).encode(), {})
+    [recorded] = deliveries.record_many(session.connection(), [incoming])
     deliveries.apply(session, [recorded.pk], max_attempts=10)
     [note] = session.execute(
         select(Notification.type, Notification.title, Notification.message)
