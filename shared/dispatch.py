@@ -110,11 +110,19 @@ def _external_id(response: requests.Response, job_id: str) -> str | None:
     return None
 
 
+def _not_configured(job: Job) -> str:
+    """Why a job has no URL to go to, naming the variable to set."""
+    if job.source == actions.JOB_SOURCE:
+        # An action's route is a webhook name, not N8N_JOB_WEBHOOK: only N8N_BASE_URL helps.
+        return f"not configured: set N8N_BASE_URL (the route {job.dispatch_url!r} resolves against it)"
+    return "not configured: set N8N_JOB_WEBHOOK or N8N_BASE_URL"
+
+
 def send(http: requests.Session, settings: Settings, job: Job) -> Outcome:
     """POST the job to its route and classify the answer. Never raises for network faults."""
     url, headers, body = build_request(settings, job, time.time())
     if not url:
-        return Outcome("permanent", "not configured: set N8N_JOB_WEBHOOK or N8N_BASE_URL")
+        return Outcome("permanent", _not_configured(job))
     if not settings.n8n_webhook_secrets:
         return Outcome("permanent", "not configured: set N8N_WEBHOOK_SECRET (dispatches are always signed)")
     try:
