@@ -179,12 +179,12 @@ def apply(session: Session, pks: list[int], max_attempts: int, *, counted: bool 
     """Apply recorded deliveries to their jobs, each exactly once and each job's in the order
     received (delivery id order). Returns what happened, for logs.
 
-    Each job is locked first (found, or auto-created), then its unapplied deliveries up to
-    the last one asked for are claimed and applied in id order, in this transaction: a
-    worker given a job's later delivery applies the earlier ones before it, and the one
-    given an earlier delivery finds it applied. Claiming and applying commit together or
-    not at all. Jobs are locked in the order of the ids the callbacks name, so two workers
-    whose batches share jobs wait for each other instead of deadlocking.
+    The jobs are locked first (found, or auto-created), then their unapplied deliveries
+    received up to the last one asked for are claimed and applied in id order, in this
+    transaction: a worker given a job's later delivery applies the earlier ones before it,
+    and the one given an earlier delivery finds it applied. Claiming and applying commit
+    together or not at all. Jobs are locked in the order of the ids the callbacks name, so
+    two workers whose batches share jobs wait for each other instead of deadlocking.
 
     The claim counts each delivery's attempt and leaves out those given up after
     `max_attempts`, which therefore hold back nothing. `counted`: the attempts of the
@@ -196,19 +196,25 @@ def apply(session: Session, pks: list[int], max_attempts: int, *, counted: bool 
     )
     if not counted:
         query = query.where(DELIVERIES.c.attempts < max_attempts)
-    by_name: dict[str, dict[int, tuple[Endpoint, Callback]]] = {}
-    for row in session.execute(query.order_by(DELIVERIES.c.id)):
-        endpoint, cb = _load(row)
-        by_name.setdefault(cb.job_id, {})[row.id] = endpoint, cb
-    jobs: dict[str, tuple[Job, dict[int, tuple[Endpoint, Callback]]]] = {}
-    for name in sorted(by_name):
-        job = _lock_job(session, name, by_name[name], max_attempts, now)
-        jobs.setdefault(job.id, (job, {}))[1].update(by_name[name])
+    asked = {row.id: _load(row) for row in session.execute(query)}
+    # Each job by every name its deliveries may be recorded under: its id, its sender's own id.
+    jobs: dict[str, Job] = {}
+    for name in sorted({cb.job_id for _, cb in asked.values()}):
+        job = _lock_job(session, name, [pk for pk, (_, cb) in asked.items() if cb.job_id == name], max_attempts, now)
+        jobs[name] = job
+        for other in _names(session, job):
+            jobs.setdefault(other, job)
     outcomes, applied = [], set()
-    for job, asked in jobs.values():
-        for pk, outcome in _apply_in_order(session, job, asked, max_attempts, counted, now):
-            applied.add(pk)
-            outcomes.append(f"delivery {pk}: {outcome}")
+    for row in _claim(session, asked, list(jobs), max_attempts, counted, now):
+        endpoint, cb = asked.get(row.id) or _load(row)
+        # Those not asked for were claimed by the name they were recorded under.
+        job = jobs[cb.job_id if row.id in asked else row.job_id]
+        try:
+            outcome = apply_callback(session, job, endpoint, row.id, cb, now, received_at=row.received_at)
+        except Exception as exc:
+            raise DeliveryFailed(row.id) from exc
+        applied.add(row.id)
+        outcomes.append(f"delivery {row.id}: {outcome}")
     skipped = len(set(pks) - applied)
     if skipped:
         outcomes.append(f"{skipped} already applied or given up")
@@ -223,9 +229,7 @@ def _load(row) -> tuple[Endpoint, Callback]:
         raise DeliveryFailed(row.id) from exc
 
 
-def _lock_job(
-    session: Session, name: str, asked: dict[int, tuple[Endpoint, Callback]], max_attempts: int, now: datetime
-) -> Job:
+def _lock_job(session: Session, name: str, asked: list[int], max_attempts: int, now: datetime) -> Job:
     """The job a callback names, locked; auto-created when there is none."""
     job = _find_job(session, name)
     if job is not None:
@@ -242,32 +246,30 @@ def _lock_job(
         select(DELIVERIES.c.id, DELIVERIES.c.endpoint, DELIVERIES.c.body)
         .where(
             DELIVERIES.c.applied_at.is_(None),
-            or_(
-                DELIVERIES.c.id.in_(list(asked)),
-                and_(DELIVERIES.c.job_id == name, DELIVERIES.c.attempts < max_attempts),
-            ),
+            or_(DELIVERIES.c.id.in_(asked), and_(DELIVERIES.c.job_id == name, DELIVERIES.c.attempts < max_attempts)),
         )
         .order_by(DELIVERIES.c.id)
         .limit(1)
     ).first()
-    if first is None or first.id in asked:
-        endpoint, cb = asked[first.id if first else min(asked)]
-    else:
-        endpoint, cb = _load(first)
+    if first is None:  # applied meanwhile, by a worker that made the job
+        return _find_job(session, name)
+    endpoint, cb = _load(first)
     return _auto_create(session, cb, endpoint.job_type, now)
 
 
-def _apply_in_order(
-    session: Session, job: Job, asked: dict[int, tuple[Endpoint, Callback]], max_attempts: int, counted: bool,
-    now: datetime,
-) -> list[tuple[int, str]]:
-    """Claim the locked job's unapplied deliveries up to the last one asked for, and apply them in id order."""
-    names = [job.id]
-    # Its sender's own id names it too, unless a job of that id exists (found first by _find_job).
+def _names(session: Session, job: Job) -> list[str]:
+    """The job ids a job's deliveries carry: its own, and its sender's own id unless a job of
+    that id exists (which _find_job finds first)."""
     if job.external_id and session.scalar(select(Job.id).where(Job.id == job.external_id)) is None:
-        names.append(job.external_id)
+        return [job.id, job.external_id]
+    return [job.id]
+
+
+def _claim(session: Session, asked: dict, names: list[str], max_attempts: int, counted: bool, now: datetime) -> list:
+    """Claim the deliveries asked for, and the unapplied ones received before the last of
+    them under the names of the locked jobs; in id order."""
     earlier = and_(
-        DELIVERIES.c.job_id.in_(names), DELIVERIES.c.id < max(asked), DELIVERIES.c.attempts < max_attempts
+        DELIVERIES.c.job_id.in_(names), DELIVERIES.c.id < max(asked, default=0), DELIVERIES.c.attempts < max_attempts
     )
     values = dict(
         applied_at=now,
@@ -284,17 +286,11 @@ def _apply_in_order(
         update(DELIVERIES)
         .where(DELIVERIES.c.applied_at.is_(None), or_(mine, earlier))
         .values(**values)
-        .returning(DELIVERIES.c.id, DELIVERIES.c.endpoint, DELIVERIES.c.body, DELIVERIES.c.received_at)
+        .returning(
+            DELIVERIES.c.id, DELIVERIES.c.endpoint, DELIVERIES.c.job_id, DELIVERIES.c.body, DELIVERIES.c.received_at
+        )
     ).all()
-    done = []
-    for row in sorted(claimed, key=lambda row: row.id):
-        endpoint, cb = asked.get(row.id) or _load(row)
-        try:
-            outcome = apply_callback(session, job, endpoint, row.id, cb, now, received_at=row.received_at)
-        except Exception as exc:
-            raise DeliveryFailed(row.id) from exc
-        done.append((row.id, outcome))
-    return done
+    return sorted(claimed, key=lambda row: row.id)
 
 
 def _find_job(session: Session, job_id: str) -> Job | None:
