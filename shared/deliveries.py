@@ -8,12 +8,12 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Connection, select, update
+from sqlalchemy import Connection, and_, case, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from shared import artifacts, lifecycle
 from shared.callbacks import ENDPOINTS, Callback, Endpoint, load
-from shared.db import INSERT, insert_ignoring_conflict, milliseconds_since
+from shared.db import INSERT, dialect, insert_ignoring_conflict, milliseconds_since
 from shared.jobs import get_or_create_user, notify, touch
 from shared.models import Delivery, Job, JobEvent, utcnow
 
@@ -166,39 +166,131 @@ def record_failure(session: Session, pk: int, error: str, *, count_attempt: bool
     session.execute(update(DELIVERIES).where(DELIVERIES.c.id == pk).values(**values))
 
 
-def apply(session: Session, pks: list[int], max_attempts: int | None) -> list[str]:
-    """Apply recorded deliveries to their jobs, each exactly once. Returns what happened, for logs.
+class DeliveryFailed(Exception):
+    """Applying delivery `pk` failed (the cause is chained). It may be an earlier delivery of
+    a job than the ones asked for: the error and the attempt are its own."""
 
-    Claiming and applying share one transaction: either both commit or neither does. The
-    claim counts the attempt and stops at `max_attempts`; None: the attempt is already
-    counted (begin_attempt). Jobs are locked in the order of their ids, so two workers
-    applying batches that share jobs wait for each other instead of deadlocking.
+    def __init__(self, pk: int):
+        super().__init__(f"delivery {pk} failed")
+        self.pk = pk
+
+
+def apply(session: Session, pks: list[int], max_attempts: int, *, counted: bool = False) -> list[str]:
+    """Apply recorded deliveries to their jobs, each exactly once and each job's in the order
+    received (delivery id order). Returns what happened, for logs.
+
+    The jobs are locked first (found, or auto-created), then their unapplied deliveries
+    received up to the last one asked for are claimed and applied in id order, in this
+    transaction: a worker given a job's later delivery applies the earlier ones before it,
+    and the one given an earlier delivery finds it applied. Claiming and applying commit
+    together or not at all. Jobs are locked in the order of the ids the callbacks name, so
+    two workers whose batches share jobs wait for each other instead of deadlocking.
+
+    The claim counts each delivery's attempt and leaves out those given up after
+    `max_attempts`, which therefore hold back nothing. `counted`: the attempts of the
+    deliveries asked for are already counted (begin_attempt).
     """
     now = utcnow()
-    values = dict(applied_at=now, last_error=None, apply_ms=milliseconds_since(session, DELIVERIES.c.received_at, now))
-    claim = update(DELIVERIES).where(DELIVERIES.c.id.in_(pks), DELIVERIES.c.applied_at.is_(None))
-    if max_attempts is not None:
-        claim = claim.where(DELIVERIES.c.attempts < max_attempts)
-        values["attempts"] = DELIVERIES.c.attempts + 1
-    claimed = session.execute(
-        claim.values(**values).returning(
-            DELIVERIES.c.id, DELIVERIES.c.endpoint, DELIVERIES.c.body, DELIVERIES.c.received_at
-        )
-    ).all()
-    work = []
-    for row in claimed:
-        endpoint = ENDPOINTS[row.endpoint]
-        work.append((endpoint, row, load(endpoint, row.body)))
-    work.sort(key=lambda item: (item[2].job_id, item[1].id))
-    outcomes = [
-        f"delivery {row.id}: "
-        + apply_callback(session, endpoint, row.id, callback, now, received_at=row.received_at)
-        for endpoint, row, callback in work
-    ]
-    skipped = len(set(pks)) - len(claimed)
+    query = select(DELIVERIES.c.id, DELIVERIES.c.endpoint, DELIVERIES.c.body).where(
+        DELIVERIES.c.id.in_(pks), DELIVERIES.c.applied_at.is_(None)
+    )
+    if not counted:
+        query = query.where(DELIVERIES.c.attempts < max_attempts)
+    asked = {row.id: _load(row) for row in session.execute(query)}
+    # Each job by every name its deliveries may be recorded under: its id, its sender's own id.
+    jobs: dict[str, Job] = {}
+    for name in sorted({cb.job_id for _, cb in asked.values()}):
+        job = _lock_job(session, name, [pk for pk, (_, cb) in asked.items() if cb.job_id == name], max_attempts, now)
+        jobs[name] = job
+        for other in _names(session, job):
+            jobs.setdefault(other, job)
+    outcomes, applied = [], set()
+    for row in _claim(session, asked, list(jobs), max_attempts, counted, now):
+        endpoint, cb = asked.get(row.id) or _load(row)
+        # Those not asked for were claimed by the name they were recorded under.
+        job = jobs[cb.job_id if row.id in asked else row.job_id]
+        try:
+            outcome = apply_callback(session, job, endpoint, row.id, cb, now, received_at=row.received_at)
+        except Exception as exc:
+            raise DeliveryFailed(row.id) from exc
+        applied.add(row.id)
+        outcomes.append(f"delivery {row.id}: {outcome}")
+    skipped = len(set(pks) - applied)
     if skipped:
         outcomes.append(f"{skipped} already applied or given up")
     return outcomes
+
+
+def _load(row) -> tuple[Endpoint, Callback]:
+    try:
+        endpoint = ENDPOINTS[row.endpoint]
+        return endpoint, load(endpoint, row.body)
+    except Exception as exc:
+        raise DeliveryFailed(row.id) from exc
+
+
+def _lock_job(session: Session, name: str, asked: list[int], max_attempts: int, now: datetime) -> Job:
+    """The job a callback names, locked; auto-created when there is none."""
+    job = _find_job(session, name)
+    if job is not None:
+        return job
+    # A dispatch answer recording `name` as a job's external id at this moment takes the
+    # same lock: it commits first (the job is found below), or it waits for this job and
+    # merges it into its own (merge_auto_created).
+    _lock_name(session, name)
+    job = _find_job(session, name)
+    if job is not None:
+        return job
+    # Made from the earliest of its deliveries still to apply, as applying them one by one would.
+    first = session.execute(
+        select(DELIVERIES.c.id, DELIVERIES.c.endpoint, DELIVERIES.c.body)
+        .where(
+            DELIVERIES.c.applied_at.is_(None),
+            or_(DELIVERIES.c.id.in_(asked), and_(DELIVERIES.c.job_id == name, DELIVERIES.c.attempts < max_attempts)),
+        )
+        .order_by(DELIVERIES.c.id)
+        .limit(1)
+    ).first()
+    if first is None:  # applied meanwhile, by a worker that made the job
+        return _find_job(session, name)
+    endpoint, cb = _load(first)
+    return _auto_create(session, cb, endpoint.job_type, now)
+
+
+def _names(session: Session, job: Job) -> list[str]:
+    """The job ids a job's deliveries carry: its own, and its sender's own id unless a job of
+    that id exists (which _find_job finds first)."""
+    if job.external_id and session.scalar(select(Job.id).where(Job.id == job.external_id)) is None:
+        return [job.id, job.external_id]
+    return [job.id]
+
+
+def _claim(session: Session, asked: dict, names: list[str], max_attempts: int, counted: bool, now: datetime) -> list:
+    """Claim the deliveries asked for, and the unapplied ones received before the last of
+    them under the names of the locked jobs; in id order."""
+    earlier = and_(
+        DELIVERIES.c.job_id.in_(names), DELIVERIES.c.id < max(asked, default=0), DELIVERIES.c.attempts < max_attempts
+    )
+    values = dict(
+        applied_at=now,
+        last_error=None,
+        apply_ms=milliseconds_since(session, DELIVERIES.c.received_at, now),
+        attempts=DELIVERIES.c.attempts + 1,
+    )
+    if counted:
+        mine = DELIVERIES.c.id.in_(list(asked))
+        values["attempts"] = case((mine, DELIVERIES.c.attempts), else_=DELIVERIES.c.attempts + 1)
+    else:
+        mine = and_(DELIVERIES.c.id.in_(list(asked)), DELIVERIES.c.attempts < max_attempts)
+    claimed = session.execute(
+        update(DELIVERIES)
+        .where(DELIVERIES.c.applied_at.is_(None), or_(mine, earlier))
+        .values(**values)
+        .returning(
+            DELIVERIES.c.id, DELIVERIES.c.endpoint, DELIVERIES.c.job_id, DELIVERIES.c.body, DELIVERIES.c.received_at
+        )
+    ).all()
+    return sorted(claimed, key=lambda row: row.id)
 
 
 def _find_job(session: Session, job_id: str) -> Job | None:
@@ -209,6 +301,46 @@ def _find_job(session: Session, job_id: str) -> Job | None:
             select(Job).where(Job.external_id == job_id).order_by(Job.created_at).limit(1).with_for_update(of=Job)
         )
     return job
+
+
+def _lock_name(session: Session, name: str) -> None:
+    """Serialise, until commit, whoever makes `name` a job: a callback auto-creating the job
+    of that id, a dispatch answer recording it as a job's external id.
+
+    PostgreSQL: an advisory lock (the job row may not exist yet). SQLite runs one write
+    transaction at a time (BEGIN IMMEDIATE) already.
+    """
+    if dialect(session) == "postgresql":
+        key = int.from_bytes(hashlib.sha256(b"job-name:" + name.encode()).digest()[:8], "big", signed=True)
+        session.execute(select(func.pg_advisory_xact_lock(key)))
+
+
+def merge_auto_created(session: Session, job: Job, external_id: str) -> list[int]:
+    """Merge into `job` (locked) the job auto-created from callbacks under `external_id`, the
+    sender's own id for it, when the sender called back before its answer to our dispatch
+    was recorded. Returns the deliveries to apply again, for the caller to enqueue after commit.
+
+    The auto-created job goes with its events, artifacts and notifications; its deliveries
+    become unapplied again, to be applied to `job` through its external id, in order. A
+    worker applying one of them meanwhile holds the job's lock: this waits for its commit.
+    """
+    _lock_name(session, external_id)
+    orphan = session.scalar(
+        select(Job).where(Job.id == external_id, Job.source == "callback").with_for_update(of=Job)
+    )
+    if orphan is None:
+        return []
+    pks = session.scalars(
+        update(DELIVERIES)
+        .where(DELIVERIES.c.job_id == external_id)
+        .values(applied_at=None, attempts=0, last_error=None, apply_ms=None, last_enqueued_at=utcnow())
+        .returning(DELIVERIES.c.id)
+    ).all()
+    session.execute(delete(Job.__table__).where(Job.__table__.c.id == external_id))  # the rest cascades
+    session.expunge(orphan)
+    log.info("job %s, auto-created from callbacks, merged into job %s (%d deliveries to apply again)",
+             external_id, job.id, len(pks))
+    return sorted(pks)
 
 
 def _auto_create(session: Session, cb: Callback, job_type: str, now: datetime) -> Job:
@@ -248,15 +380,14 @@ def _auto_create(session: Session, cb: Callback, job_type: str, now: datetime) -
 
 
 def apply_callback(
-    session: Session, endpoint: Endpoint, delivery_pk: int | None, cb: Callback, now: datetime,
+    session: Session, job: Job, endpoint: Endpoint, delivery_pk: int | None, cb: Callback, now: datetime,
     received_at: datetime | None = None,
 ) -> str:
-    """Apply a sender's status report to its job (found, or auto-created) under a row lock.
+    """Apply a sender's status report to its job, locked by the caller.
 
-    Workers may apply two deliveries out of order; the event carries the time the delivery
-    was received, so the job's history reads in the order the sender sent it.
+    The event carries the time the delivery was received, so the job's history reads in
+    the order the sender sent it.
     """
-    job = _find_job(session, cb.job_id) or _auto_create(session, cb, endpoint.job_type, now)
     if job.user_id is None and cb.user_id:
         job.user = get_or_create_user(session, cb.user_id)
         job.user_id = job.user.id
@@ -299,23 +430,40 @@ def apply_callback(
         artifacts.store(session, job.id, cb.artifacts)
     touch(job, now)
     if job.status != previous and job.status in (lifecycle.SUCCEEDED, lifecycle.FAILED):
-        notify_outcome(session, job)
+        notify_outcome(session, job, said=_sender_words(cb))
     return f"job {job.id}: {previous} -> {job.status} ({cb.word}, {job.progress}%)"
 
 
-def notify_outcome(session: Session, job: Job) -> None:
-    """The one notification of a transition into succeeded or failed, with what a frontend shows."""
+def _sender_words(cb: Callback) -> str | None:
+    """What the sender said of the outcome: its `message`, else its result's `summary` or `message`."""
+    said = [cb.message]
+    if isinstance(cb.result, dict):
+        said += [cb.result.get("summary"), cb.result.get("message")]
+    return next((text.strip() for text in said if isinstance(text, str) and text.strip()), None)
+
+
+def notify_outcome(session: Session, job: Job, said: str | None = None) -> None:
+    """The one notification of a transition into succeeded or failed, with what a frontend
+    shows: the sender's own words when it gave some (`said`), else what we know of the job."""
     if job.status == lifecycle.FAILED:
-        reason = job.error if isinstance(job.error, str) else "see the job's error"
-        notify(session, job, "job_failed", "Job failed", f"Your {job.job_type} job failed: {reason}")
+        reason = job.error if isinstance(job.error, str) else None
+        if said:
+            # The sender's words, with the cause when they do not give it already.
+            message = said if reason is None or reason in said else f"{said}: {reason}"
+        else:
+            message = f"Your {job.job_type} job failed: " + (reason or "see the job's error")
+        notify(session, job, "job_failed", "Job failed", message)
         return
     produced = artifacts.summary(session, job.id)
     if "images_count" in produced:
-        count = produced["images_count"]
-        title, message = "Images ready", f"{count} image{'s' if count != 1 else ''} generated."
+        title, message = "Images ready", f"{_count(produced['images_count'], 'image')} generated."
     elif "chapter_count" in produced:
         title = "Book ready"
-        message = f"“{produced['book_title']}” is ready: {produced['chapter_count']} chapters."
+        message = f"“{produced['book_title']}” is ready: {_count(produced['chapter_count'], 'chapter')}."
     else:
         title, message = "Job succeeded", f"Your {job.job_type} job is done."
-    notify(session, job, "job_succeeded", title, message, data=produced)
+    notify(session, job, "job_succeeded", title, said or message, data=produced)
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from shared import actions, lifecycle
 from shared.callbacks import storable
-from shared.deliveries import notify_outcome
+from shared.deliveries import merge_auto_created, notify_outcome
 from shared.jobs import touch
 from shared.models import Job, JobEvent, utcnow
 from shared.schemas import external_id
@@ -116,11 +116,19 @@ def _external_id(response: requests.Response, job_id: str) -> str | None:
     return None
 
 
+def _not_configured(job: Job) -> str:
+    """Why a job has no URL to go to, naming the variable to set."""
+    if job.source == actions.JOB_SOURCE:
+        # An action's route is a webhook name, not N8N_JOB_WEBHOOK: only N8N_BASE_URL helps.
+        return f"not configured: set N8N_BASE_URL (the route {job.dispatch_url!r} resolves against it)"
+    return "not configured: set N8N_JOB_WEBHOOK or N8N_BASE_URL"
+
+
 def send(http: requests.Session, settings: Settings, job: Job) -> Outcome:
     """POST the job to its route and classify the answer. Never raises for network faults."""
     url, headers, body = build_request(settings, job, time.time())
     if not url:
-        return Outcome("permanent", "not configured: set N8N_JOB_WEBHOOK or N8N_BASE_URL")
+        return Outcome("permanent", _not_configured(job))
     if not settings.n8n_webhook_secrets:
         return Outcome("permanent", "not configured: set N8N_WEBHOOK_SECRET (dispatches are always signed)")
     try:
@@ -141,14 +149,28 @@ def send(http: requests.Session, settings: Settings, job: Job) -> Outcome:
     return Outcome("permanent", detail, status)
 
 
-def record(session: Session, settings: Settings, job_id: str, outcome: Outcome, rng=random) -> str:
+@dataclass(frozen=True)
+class Recorded:
+    """An attempt's outcome as recorded, and the deliveries to apply again once it is committed."""
+
+    message: str
+    redeliver: list[int]
+
+
+def record(session: Session, settings: Settings, job_id: str, outcome: Outcome, rng=random) -> Recorded:
     """Apply an attempt's outcome to the job (locked): dispatched, retry later, or failed."""
     now = utcnow()
     job = session.scalar(select(Job).where(Job.id == job_id).with_for_update(of=Job))
     data = {"attempt": job.attempts, "http_status": outcome.http_status, "error": outcome.error}
+    redeliver = []
     if outcome.external_id and not job.external_id:
         job.external_id = outcome.external_id
         data["external_id"] = outcome.external_id
+        # The sender may have called back under its own id before this answer was
+        # recorded: the job its callbacks made becomes this one.
+        redeliver = merge_auto_created(session, job, outcome.external_id)
+        if redeliver:
+            data["merged"] = {"job_id": outcome.external_id, "deliveries": len(redeliver)}
     if job.status != lifecycle.PENDING:
         # Cancelled meanwhile, or the sender called back before its answer reached us:
         # the attempt is recorded as it went, the job stays as it is now.
@@ -176,4 +198,4 @@ def record(session: Session, settings: Settings, job_id: str, outcome: Outcome, 
     touch(job, now)
     if job.status == lifecycle.FAILED and event_status == "failed":
         notify_outcome(session, job)
-    return message
+    return Recorded(message, redeliver)

@@ -16,12 +16,14 @@ class DeliveriesFailed(Exception):
 
 
 @celery_app.task(name=APPLY_DELIVERIES, bind=True)
-def apply(self, *, delivery_pks: list[int]) -> str:
+def apply(self, *, delivery_pks: list[int] | None = None, delivery_pk: int | None = None) -> str:
     """Apply each delivery exactly once (the database decides, not the broker).
 
     A batch is applied in one transaction. If that fails (one bad delivery, a deadlock),
     each delivery is applied in its own, so the others are not held back by it.
+    `delivery_pk`: the message of one delivery that a web of the previous release enqueues.
     """
+    delivery_pks = list(delivery_pks or []) + ([delivery_pk] if delivery_pk is not None else [])
     max_attempts = settings().max_delivery_attempts
     # kombu marks a message that comes back after its worker died (acks_late and
     # reject_on_worker_lost): count the attempts before the work, so a delivery that kills
@@ -53,11 +55,19 @@ def _apply_one(pk: int, max_attempts: int, *, count_first: bool) -> bool:
             return True
     try:
         with transaction() as session:
-            outcomes = deliveries.apply(session, [pk], None if count_first else max_attempts)
+            outcomes = deliveries.apply(session, [pk], max_attempts, counted=count_first)
     except Exception as exc:
+        # An earlier delivery of the same job may be the one that failed: the error and the
+        # attempt are its own, and this one waits for it (applied, or given up).
+        culprit, cause = (exc.pk, exc.__cause__) if isinstance(exc, deliveries.DeliveryFailed) else (pk, exc)
         with transaction() as session:
-            deliveries.record_failure(session, pk, f"{type(exc).__name__}: {exc}", count_attempt=not count_first)
-        log.exception("delivery %s failed; the sweep will retry it", pk)
+            deliveries.record_failure(
+                session, culprit, f"{type(cause).__name__}: {cause}", count_attempt=not (count_first and culprit == pk)
+            )
+        if culprit == pk:
+            log.exception("delivery %s failed; the sweep will retry it", pk)
+        else:
+            log.warning("delivery %s waits for delivery %s of the same job, which failed: %s", pk, culprit, cause)
         return False
     for outcome in outcomes:
         log.info("%s", outcome)

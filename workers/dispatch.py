@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import logging
 
-from shared import dispatch
+from shared import deliveries, dispatch
 from shared.models import utcnow
-from shared.queue import DISPATCH_JOB, celery_app
+from shared.queue import APPLY_DELIVERIES, DISPATCH_JOB, celery_app, enqueue
 from workers.context import callback_settings, http, transaction
 
 log = logging.getLogger(__name__)
@@ -24,6 +24,10 @@ def send(*, job_id: str) -> str:
     # The HTTP call happens outside any transaction: no row lock is held while n8n thinks.
     outcome = dispatch.send(http(), settings, job)
     with transaction() as session:
-        message = dispatch.record(session, settings, job_id, outcome)
-    log.info("dispatch of job %s: %s", job_id, message)
-    return message
+        recorded = dispatch.record(session, settings, job_id, outcome)
+    # Callbacks the sender made under its own id before its answer was recorded, now the
+    # job's: applied to it in order (the redeliver sweep covers a lost message).
+    for start in range(0, len(recorded.redeliver), deliveries.BATCH):
+        enqueue(APPLY_DELIVERIES, delivery_pks=recorded.redeliver[start:start + deliveries.BATCH])
+    log.info("dispatch of job %s: %s", job_id, recorded.message)
+    return recorded.message
