@@ -25,10 +25,13 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.extensions["settings"] = settings
     # Read and checked once: a malformed ACTION_ROUTES_FILE stops startup (ConfigError).
     app.extensions["action_routes"] = load_routes(settings.action_routes_file)
-    engine = make_engine(settings.database_url)
+    # Every wait for the database is bounded (a frozen server answers 503, never hangs a
+    # request), below the recorder's own 10 s: a request queued behind the writer's stuck
+    # batch waits for that batch and then its own, and both fail within it.
+    engine = make_engine(settings.database_url, settings.database_timeout)
     app.extensions["engine"] = engine
     app.extensions["sessionmaker"] = make_sessionmaker(engine)
-    app.extensions["autocommit_engine"] = autocommit_engine(engine)
+    app.extensions["autocommit_engine"] = autocommit_engine(engine, settings.database_timeout)
 
     from ingress import actions, api, body, cli, errors, hooks, ops
     from ingress.db import close_session

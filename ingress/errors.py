@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 from flask import Flask, jsonify
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError, TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException
 
 log = logging.getLogger(__name__)
@@ -72,6 +72,7 @@ def register(app: Flask) -> None:
 
     @app.errorhandler(OperationalError)
     @app.errorhandler(DBAPIError)
+    @app.errorhandler(PoolTimeout)  # every pooled connection is busy for longer than DATABASE_TIMEOUT
     def _database_down(exc):
         log.error("database unavailable: %s", exc.__class__.__name__, exc_info=exc)
         return error_response(

@@ -17,10 +17,3 @@ graceful_timeout = 20
 accesslog = "-"
 access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms'
 
-
-def post_worker_init(worker):
-    # gevent patches the sockets redis-py and kombu use, not libpq's: psycopg2 waits through
-    # gevent only with this wait callback, or a query would stop every request of the process.
-    from psycogreen.gevent import patch_psycopg
-
-    patch_psycopg()

@@ -19,7 +19,7 @@ def settings() -> Settings:
 
 @lru_cache(maxsize=1)
 def _sessionmaker():
-    return make_sessionmaker(make_engine(settings().database_url))
+    return make_sessionmaker(make_engine(settings().database_url, settings().database_timeout))
 
 
 @lru_cache(maxsize=1)
