@@ -17,6 +17,8 @@ from shared.settings import Settings
 def create_app(settings: Settings | None = None) -> Flask:
     settings = settings or Settings.from_env()
     app = Flask(__name__)
+    # `//api//jobs` is not `/api/jobs`: Werkzeug's redirect to the merged path is an HTML page.
+    app.url_map.merge_slashes = False
     # One byte over the real limit: Werkzeug truncates an over-limit chunked body to this
     # size instead of refusing it, so a body that reaches it is known to be too large.
     app.config["BODY_LIMIT"] = settings.max_body_bytes
@@ -42,6 +44,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.extensions["token_cache"] = TokenCache()
     errors.register(app)
     app.before_request(body.refuse_nul_in_url_and_headers)
+    app.before_request(body.read_body)
     app.teardown_appcontext(close_session)
     for blueprint in (api.bp, actions.bp, hooks.bp, ops.bp, cli.bp):
         app.register_blueprint(blueprint)

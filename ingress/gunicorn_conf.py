@@ -8,8 +8,9 @@ workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 # (ingress/recorder.py), on PostgreSQL for a poll. With threads, every wait ended in a
 # scramble for the GIL, and the writer that the waiting requests depend on queued behind
 # them for each of its round trips. Greenlets switch only where they wait (bench, 2 cores:
-# gthread 2 x 16 -> gevent, accepted/s x 1.9; bench/README.md).
-worker_class = "gevent"
+# gthread 2 x 16 -> gevent, accepted/s x 1.9; bench/README.md). The class is gunicorn's
+# gevent worker, answering in JSON where gunicorn answers itself (ingress/gunicorn_worker.py).
+worker_class = "ingress.gunicorn_worker.Worker"
 worker_connections = int(os.environ.get("WEB_CONNECTIONS", "1000"))
 timeout = 30
 graceful_timeout = 20
