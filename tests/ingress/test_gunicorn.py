@@ -68,9 +68,11 @@ def test_body_at_the_limit_is_accepted_both_ways(stack):
 
 
 def test_a_request_waiting_on_postgresql_does_not_stop_its_process(engine, n8n, tmp_path):
-    """gevent workers: libpq must wait through gevent (post_worker_init), or one slow query
+    """gevent workers: libpq must wait through gevent (shared.db's wait callback), or one slow query
     freezes every request of the process. One process, so that nothing can go around it."""
-    web = Stack(env={"WEB_CONCURRENCY": "1", "N8N_JOB_WEBHOOK": n8n.url("/webhook/ai-job")}, workdir=tmp_path)
+    # DATABASE_TIMEOUT: the held INSERT outlasts the checks below, however loaded the machine.
+    web = Stack(env={"WEB_CONCURRENCY": "1", "DATABASE_TIMEOUT": "60", "N8N_JOB_WEBHOOK": n8n.url("/webhook/ai-job")},
+                workdir=tmp_path)
     web.start_web()
     try:
         body = body_of({"job_id": f"held-{uuid.uuid4()}", "status": "running"})
