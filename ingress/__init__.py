@@ -17,6 +17,8 @@ from shared.settings import Settings
 def create_app(settings: Settings | None = None) -> Flask:
     settings = settings or Settings.from_env()
     app = Flask(__name__)
+    # `//api//jobs` is not `/api/jobs`: Werkzeug's redirect to the merged path is an HTML page.
+    app.url_map.merge_slashes = False
     # One byte over the real limit: Werkzeug truncates an over-limit chunked body to this
     # size instead of refusing it, so a body that reaches it is known to be too large.
     app.config["BODY_LIMIT"] = settings.max_body_bytes
@@ -25,10 +27,13 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.extensions["settings"] = settings
     # Read and checked once: a malformed ACTION_ROUTES_FILE stops startup (ConfigError).
     app.extensions["action_routes"] = load_routes(settings.action_routes_file)
-    engine = make_engine(settings.database_url)
+    # Every wait for the database is bounded (a frozen server answers 503, never hangs a
+    # request), below the recorder's own 10 s: a request queued behind the writer's stuck
+    # batch waits for that batch and then its own, and both fail within it.
+    engine = make_engine(settings.database_url, settings.database_timeout)
     app.extensions["engine"] = engine
     app.extensions["sessionmaker"] = make_sessionmaker(engine)
-    app.extensions["autocommit_engine"] = autocommit_engine(engine)
+    app.extensions["autocommit_engine"] = autocommit_engine(engine, settings.database_timeout)
 
     from ingress import actions, api, body, cli, errors, hooks, ops
     from ingress.db import close_session
@@ -39,6 +44,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.extensions["token_cache"] = TokenCache()
     errors.register(app)
     app.before_request(body.refuse_nul_in_url_and_headers)
+    app.before_request(body.read_body)
     app.teardown_appcontext(close_session)
     for blueprint in (api.bp, actions.bp, hooks.bp, ops.bp, cli.bp):
         app.register_blueprint(blueprint)

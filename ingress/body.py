@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import gevent
 from flask import current_app, request
+from gunicorn.http.errors import ParseException
 from marshmallow import Schema, ValidationError
+from werkzeug.exceptions import ClientDisconnected
 
 from ingress.errors import ApiError
 from shared.callbacks import PayloadError, parse_json
@@ -22,10 +25,53 @@ def raw_body() -> bytes:
     return body
 
 
+def read_body() -> None:
+    """Read a request's whole body before anything else (before_request), within
+    BODY_READ_TIMEOUT: 408 when it does not arrive in time, 400 when its framing is broken,
+    415 when it is compressed.
+
+    Read first, so that a client sending its body slowly, or never, holds no database
+    connection (a token lookup would have opened a transaction) and cannot keep this
+    process's pool busy. The deadline is gevent's: the body is read by this greenlet (under
+    any other server it never fires, and the server's own timeouts apply).
+    """
+    environ = request.environ
+    if not (request.content_length or "HTTP_TRANSFER_ENCODING" in environ):
+        return
+    seconds = current_app.extensions["settings"].body_read_timeout
+    body = None
+    try:
+        with gevent.Timeout(seconds, False):
+            body = request.get_data(cache=True)
+    except (ParseException, ClientDisconnected, OSError, ValueError) as exc:
+        # What the server's reader raises on a malformed chunk size, a chunk without its
+        # CRLF, a bad trailer, and Werkzeug on a connection closed mid-body: where the next
+        # request would start is unknown, so the connection closes.
+        raise ApiError(400, "bad_request", f"the request body is not framed correctly ({type(exc).__name__})",
+                       headers=_CLOSE) from None
+    if body is None:
+        raise ApiError(408, "request_timeout", f"the request body did not arrive within {seconds:g} s",
+                       headers=_CLOSE)
+    # Nothing here decodes a compressed body (nor a transfer coding gunicorn passes on):
+    # parsed as it is, it would be refused as invalid JSON, or taken as sent when mislabelled.
+    content_coding = environ.get("HTTP_CONTENT_ENCODING", "").strip().lower()
+    transfer_codings = {part.strip() for part in environ.get("HTTP_TRANSFER_ENCODING", "").lower().split(",")}
+    if content_coding not in ("", "identity") or transfer_codings - {"", "chunked"}:
+        raise ApiError(415, "unsupported_media_type", "send the body uncompressed, without Content-Encoding")
+
+
+# The server (ingress/gunicorn_worker.py) closes the connection after this answer.
+_CLOSE = {"Connection": "close"}
+
+
 def require_json_content_type() -> None:
+    """415 unless the body is labelled JSON, in UTF-8 (the only encoding JSON has, RFC 8259)."""
     mimetype = request.mimetype
     if mimetype and mimetype != "application/json" and not mimetype.endswith("+json"):
         raise ApiError(415, "unsupported_media_type", "send Content-Type: application/json")
+    charset = request.mimetype_params.get("charset")
+    if charset is not None and charset.strip().lower() not in ("utf-8", "utf8"):
+        raise ApiError(415, "unsupported_media_type", "send the JSON body in UTF-8 (charset=utf-8)")
 
 
 def json_object(schema: Schema) -> dict:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 from flask import Flask, jsonify
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError, TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException
 
 log = logging.getLogger(__name__)
@@ -19,11 +19,13 @@ HTTP_CODES = {
     404: "not_found",
     405: "method_not_allowed",
     406: "not_acceptable",
+    408: "request_timeout",
     409: "conflict",
     411: "length_required",
     413: "payload_too_large",
     414: "uri_too_long",
     415: "unsupported_media_type",
+    417: "expectation_failed",
     429: "rate_limited",
     431: "request_header_fields_too_large",
 }
@@ -68,10 +70,13 @@ def register(app: Flask) -> None:
         message = exc.description or exc.name
         if status == 413:
             message = f"the body is larger than {app.config['BODY_LIMIT']} bytes"
-        return error_response(status, code, message)
+        # Werkzeug's own headers (405's Allow, 416's Content-Range), not its HTML's type.
+        headers = {name: value for name, value in exc.get_headers() if name.lower() != "content-type"}
+        return error_response(status, code, message, headers=headers)
 
     @app.errorhandler(OperationalError)
     @app.errorhandler(DBAPIError)
+    @app.errorhandler(PoolTimeout)  # every pooled connection is busy for longer than DATABASE_TIMEOUT
     def _database_down(exc):
         log.error("database unavailable: %s", exc.__class__.__name__, exc_info=exc)
         return error_response(

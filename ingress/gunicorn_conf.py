@@ -7,23 +7,15 @@ workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 # A request spends most of its time waiting: on its delivery's shared INSERT
 # (ingress/recorder.py), on PostgreSQL for a poll. With threads, every wait ended in a
 # scramble for the GIL, and the writer that the waiting requests depend on queued behind
-# them for each of its round trips. Greenlets switch only where they wait (bench, 2 cores:
-# gthread 2 x 16 -> gevent, accepted/s x 1.9; bench/README.md).
-worker_class = "gevent"
+# them for each of its round trips. Greenlets switch only where they wait. The class is gunicorn's
+# gevent worker, answering in JSON where gunicorn answers itself (ingress/gunicorn_worker.py).
+worker_class = "ingress.gunicorn_worker.Worker"
 worker_connections = int(os.environ.get("WEB_CONNECTIONS", "1000"))
 timeout = 30
 graceful_timeout = 20
 # Senders retry on errors; the access log is what an operator follows.
 accesslog = "-"
 access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms'
-
-
-def post_worker_init(worker):
-    # gevent patches the sockets redis-py and kombu use, not libpq's: psycopg2 waits through
-    # gevent only with this wait callback, or a query would stop every request of the process.
-    from psycogreen.gevent import patch_psycopg
-
-    patch_psycopg()
 
 
 def when_ready(server):

@@ -2,17 +2,31 @@
 
 from __future__ import annotations
 
+import select
+import time
 from datetime import datetime, timezone
+from functools import lru_cache
 from pathlib import Path
 
+import psycopg2
+import psycopg2.extensions
 from sqlalchemy import DateTime, Integer, case, cast, create_engine, event, func, literal
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 
-def make_engine(url: str, **kwargs) -> Engine:
-    """Create an engine; SQLite gets WAL, a busy timeout and write-locking transactions."""
+def make_engine(url: str, timeout: float | None = None, **kwargs) -> Engine:
+    """Create an engine; SQLite gets WAL, a busy timeout and write-locking transactions.
+
+    On PostgreSQL, `timeout` bounds every wait for the database: connecting, each
+    statement's answer and a connection from the pool end after `timeout` seconds with
+    OperationalError (SQLAlchemy then replaces the pool's connections). Without it, only
+    connecting is bounded (5 s): for migrations, whose statements may run for minutes.
+    """
+    # Statements' parameters hold what clients sent (bodies, personal data): an error names
+    # the statement, never its values, in every log and traceback.
+    kwargs.setdefault("hide_parameters", True)
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
@@ -31,11 +45,49 @@ def make_engine(url: str, **kwargs) -> Engine:
     # requests. Past it, a request waits for a connection (pool_timeout).
     kwargs.setdefault("pool_size", 20)
     kwargs.setdefault("max_overflow", 10)
-    return create_engine(
-        url,
-        connect_args={"connect_timeout": 5, "application_name": "ai-bridge"},
-        **kwargs,
-    )
+    connect_args = {"connect_timeout": 5, "application_name": "ai-bridge"}
+    if timeout is not None:
+        kwargs.setdefault("pool_timeout", timeout)
+        connect_args["connection_factory"] = _bounded_connection(timeout)
+        psycopg2.extensions.set_wait_callback(_wait)
+    return create_engine(url, connect_args=connect_args, **kwargs)
+
+
+@lru_cache
+def _bounded_connection(timeout: float) -> type:
+    """A psycopg2 connection class whose waits for the server `_wait` ends after `timeout` s."""
+    return type("BoundedConnection", (psycopg2.extensions.connection,), {"wait_timeout": timeout})
+
+
+def _wait(connection) -> None:
+    """psycopg2's wait callback: wait for the server's socket, up to the connection's bound.
+
+    A stopped or unreachable server (SIGSTOP, a black-holed network) still has its kernel
+    ACK every packet: TCP keepalives and the server's statement_timeout never fire, and
+    without a deadline here a request would wait for ever. With a wait callback libpq
+    connects asynchronously and ignores connect_timeout, so connecting is bounded here too.
+
+    `select.poll` is read at each call: under gunicorn's gevent worker it is gevent's, and
+    the wait lets the process's other requests run. Raising makes psycopg2 close the
+    connection (it cannot know where the protocol stands), so SQLAlchemy sees a disconnect.
+    """
+    timeout = getattr(connection, "wait_timeout", None)
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        state = connection.poll()
+        if state == psycopg2.extensions.POLL_OK:
+            return
+        if state == psycopg2.extensions.POLL_READ:
+            events = select.POLLIN
+        elif state == psycopg2.extensions.POLL_WRITE:
+            events = select.POLLOUT
+        else:
+            raise psycopg2.OperationalError(f"unexpected psycopg2 poll state {state}")
+        poller = select.poll()
+        poller.register(connection.fileno(), events)
+        remaining = None if deadline is None else max(0.0, deadline - time.monotonic()) * 1000
+        if not poller.poll(remaining):
+            raise psycopg2.OperationalError(f"the database did not answer within {timeout:g} s")
 
 
 def _configure_sqlite(engine: Engine) -> None:
@@ -57,7 +109,7 @@ def _configure_sqlite(engine: Engine) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-def autocommit_engine(engine: Engine) -> Engine:
+def autocommit_engine(engine: Engine, timeout: float | None = None) -> Engine:
     """An engine for work that is one statement at a time (a batch's upsert, a poll's
     reads): on PostgreSQL each statement commits on its own, one round trip with no BEGIN
     and no COMMIT.
@@ -66,13 +118,15 @@ def autocommit_engine(engine: Engine) -> Engine:
     into autocommit for one use cost a `SET default_transaction_isolation TO DEFAULT` round
     trip each time it went back (psycopg2 undoing the switch).
 
+    `timeout` as for make_engine.
+
     SQLite: the engine itself. Its connections already leave transactions to SQLAlchemy
     (BEGIN IMMEDIATE above), and a second pool on the same file would wait for the first's
     write lock.
     """
     if engine.dialect.name == "sqlite":
         return engine
-    return make_engine(engine.url.render_as_string(hide_password=False), isolation_level="AUTOCOMMIT")
+    return make_engine(engine.url.render_as_string(hide_password=False), timeout, isolation_level="AUTOCOMMIT")
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:

@@ -106,6 +106,10 @@ class Settings:
     sweep_interval: float = 5.0
     dispatch_timeout: float = 10.0
     max_delivery_attempts: int = 10
+    # Seconds any one wait for PostgreSQL may last (shared.db.make_engine), and a client
+    # has to send a request's whole body (ingress.body.read_body).
+    database_timeout: float = 3.0
+    body_read_timeout: float = 10.0
     # Abuse limits (kept in Redis; off without REDIS_URL): per API token, per sender endpoint.
     rate_limit_token: Limit | None = Limit(1200, 60)
     rate_limit_sender: Limit | None = Limit(60000, 60)
@@ -168,6 +172,8 @@ class Settings:
             sweep_interval=float(_int(env, "SWEEP_INTERVAL", 5, minimum=1)),
             dispatch_timeout=float(_int(env, "DISPATCH_TIMEOUT", 10, minimum=1)),
             max_delivery_attempts=_int(env, "MAX_DELIVERY_ATTEMPTS", 10, minimum=1),
+            database_timeout=float(_int(env, "DATABASE_TIMEOUT", 3, minimum=1)),
+            body_read_timeout=float(_int(env, "BODY_READ_TIMEOUT", 10, minimum=1)),
             rate_limit_token=_limit(env, "RATE_LIMIT_PER_TOKEN", Limit(1200, 60)),
             rate_limit_sender=_limit(env, "RATE_LIMIT_PER_SENDER", Limit(60000, 60)),
             var_dir=var_dir,

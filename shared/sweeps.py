@@ -96,7 +96,7 @@ def record_web_base_url(settings: Settings) -> None:
     Under a Procfile runner each process type gets its own PORT, so a worker without
     PUBLIC_BASE_URL cannot derive the web's URL from its own environment: it reads this row.
     """
-    engine = make_engine(settings.database_url)
+    engine = make_engine(settings.database_url, settings.database_timeout)
     try:
         with make_sessionmaker(engine).begin() as session:
             beat(session, WEB, detail=settings.public_base_url)

@@ -39,7 +39,7 @@ def callback_settings() -> Settings:
 
 @lru_cache(maxsize=1)
 def _sessionmaker():
-    return make_sessionmaker(make_engine(settings().database_url))
+    return make_sessionmaker(make_engine(settings().database_url, settings().database_timeout))
 
 
 @lru_cache(maxsize=1)

@@ -16,7 +16,7 @@ url = config.attributes.get("database_url") or Settings.from_env().database_url
 
 
 def run_migrations_online() -> None:
-    engine = make_engine(url)
+    engine = make_engine(url)  # no timeout: a migration's statement may run for minutes
     with engine.connect() as connection:
         context.configure(
             connection=connection,

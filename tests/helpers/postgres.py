@@ -1,9 +1,17 @@
-"""Holding and watching the test database from outside."""
+"""Holding and watching the test database from outside; a private PostgreSQL to break."""
 
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
 import time
 from contextlib import contextmanager
+from pathlib import Path
 
 from sqlalchemy import text
+
+from helpers.processes import free_port
 
 
 def insert_waiting(engine, timeout: float = 10):
@@ -28,3 +36,98 @@ def writes_held(engine):
         with connection.begin():
             connection.execute(text("LOCK TABLE deliveries IN EXCLUSIVE MODE"))
             yield
+
+
+PG_BIN = Path(os.environ.get("TEST_PG_BIN", "/usr/lib/postgresql/15/bin"))
+# A request must be answered within this whether PostgreSQL crashed or froze: connecting and
+# every statement wait DATABASE_TIMEOUT (3 s) at most, and a request may wait twice (a
+# webhook behind the writer's stuck batch, then its own).
+ANSWER_WITHIN = 8.0
+
+
+class PrivatePostgres:
+    """A throw-away PostgreSQL cluster: initdb into a temporary directory, its own port.
+
+    PostgreSQL refuses to run as root: as root, its commands run as the `postgres` user,
+    which then owns the directory.
+    """
+
+    def __init__(self):
+        self.root = Path(tempfile.mkdtemp(prefix="bridge-pg-"))
+        self.data = self.root / "data"
+        self.log = self.root / "postgres.log"
+        self.port = free_port()
+        self.user = "postgres" if os.geteuid() == 0 else None
+        if self.user:
+            shutil.chown(self.root, user=self.user, group=self.user)
+
+    def _run(self, *argv: str, timeout: float = 60) -> None:
+        result = subprocess.run(
+            [str(PG_BIN / argv[0]), *argv[1:]], cwd=self.root, user=self.user,
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=timeout,
+        )
+        if result.returncode != 0:
+            raise RuntimeError(f"{' '.join(argv)} failed:\n{result.stdout.decode(errors='replace')}\n{self.tail()}")
+
+    def tail(self) -> str:
+        return self.log.read_text(errors="replace")[-3000:] if self.log.exists() else ""
+
+    def init(self) -> None:
+        self._run("initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync")
+
+    def start(self) -> None:
+        options = f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1"
+        self._run("pg_ctl", "-D", str(self.data), "-l", str(self.log), "-o", options, "-w", "-t", "60", "start")
+
+    def stop(self, mode: str = "immediate") -> None:
+        self._run("pg_ctl", "-D", str(self.data), "-m", mode, "-w", "-t", "60", "stop")
+
+    def running(self) -> bool:
+        result = subprocess.run([str(PG_BIN / "pg_ctl"), "-D", str(self.data), "status"], user=self.user,
+                                cwd=self.root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        return result.returncode == 0
+
+    def migrated_database(self, name: str = "bridge") -> str:
+        """Create a database, migrate it with Alembic; its URL."""
+        from alembic import command
+        from alembic.config import Config
+        from sqlalchemy import create_engine
+
+        from helpers.processes import ROOT
+
+        admin = create_engine(self.url("postgres"), isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+        admin.dispose()
+        config = Config(str(ROOT / "shared/migrations/alembic.ini"))
+        config.attributes["database_url"] = self.url(name)
+        config.attributes["configure_logger"] = False
+        command.upgrade(config, "head")
+        return self.url(name)
+
+    def url(self, database: str) -> str:
+        return f"postgresql+psycopg2://postgres@127.0.0.1:{self.port}/{database}"
+
+    def pids(self) -> list[int]:
+        """The postmaster's pid and its children's (backends and auxiliary processes)."""
+        postmaster = int((self.data / "postmaster.pid").read_text().split()[0])
+        children = subprocess.run(["pgrep", "-P", str(postmaster)], stdout=subprocess.PIPE, text=True).stdout
+        return [postmaster, *map(int, children.split())]
+
+    @contextmanager
+    def frozen(self):
+        """Every process of the cluster stopped (SIGSTOP): the kernel still accepts and ACKs
+        its connections, nothing answers. Continued (SIGCONT) at the end of the block."""
+        pids = self.pids()
+        for pid in pids:
+            os.kill(pid, signal.SIGSTOP)
+        try:
+            yield
+        finally:
+            for pid in pids:
+                os.kill(pid, signal.SIGCONT)
+
+    def remove(self) -> None:
+        if self.data.exists() and self.running():
+            self.stop()
+        shutil.rmtree(self.root, ignore_errors=True)

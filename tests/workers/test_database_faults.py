@@ -16,106 +16,35 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
-import subprocess
-import tempfile
 import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import pytest
 import requests
-from sqlalchemy import create_engine, func, select, text
+from sqlalchemy import func, select
 
 from helpers import bearer, burst, hmac_headers, wait_for
 from helpers.env import N8N_SECRET
-from helpers.processes import ROOT, Stack, free_port
+from helpers.postgres import ANSWER_WITHIN, PrivatePostgres
+from helpers.processes import Stack
 from helpers.redis_server import RedisServer
 from shared.db import make_sessionmaker
 from shared.jobs import create_token
 from shared.models import Delivery, Heartbeat, Job, JobEvent, Notification
 
 HOOK = "/api/n8n/hooks/job-status"
-PG_BIN = Path(os.environ.get("TEST_PG_BIN", "/usr/lib/postgresql/15/bin"))
-# A request must be answered within this: the engine's connect_timeout is 5 s.
-ANSWER_WITHIN = 8.0
-
-
-class PrivatePostgres:
-    """A throw-away PostgreSQL cluster: initdb into a temporary directory, its own port.
-
-    PostgreSQL refuses to run as root: as root, its commands run as the `postgres` user,
-    which then owns the directory.
-    """
-
-    def __init__(self):
-        self.root = Path(tempfile.mkdtemp(prefix="bridge-pg-"))
-        self.data = self.root / "data"
-        self.log = self.root / "postgres.log"
-        self.port = free_port()
-        self.user = "postgres" if os.geteuid() == 0 else None
-        if self.user:
-            shutil.chown(self.root, user=self.user, group=self.user)
-
-    def _run(self, *argv: str, timeout: float = 60) -> None:
-        result = subprocess.run(
-            [str(PG_BIN / argv[0]), *argv[1:]], cwd=self.root, user=self.user,
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=timeout,
-        )
-        if result.returncode != 0:
-            raise RuntimeError(f"{' '.join(argv)} failed:\n{result.stdout.decode(errors='replace')}\n{self.tail()}")
-
-    def tail(self) -> str:
-        return self.log.read_text(errors="replace")[-3000:] if self.log.exists() else ""
-
-    def init(self) -> None:
-        self._run("initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync")
-
-    def start(self) -> None:
-        options = f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1"
-        self._run("pg_ctl", "-D", str(self.data), "-l", str(self.log), "-o", options, "-w", "-t", "60", "start")
-
-    def stop(self, mode: str = "immediate") -> None:
-        self._run("pg_ctl", "-D", str(self.data), "-m", mode, "-w", "-t", "60", "stop")
-
-    def running(self) -> bool:
-        result = subprocess.run([str(PG_BIN / "pg_ctl"), "-D", str(self.data), "status"], user=self.user,
-                                cwd=self.root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        return result.returncode == 0
-
-    def url(self, database: str) -> str:
-        return f"postgresql+psycopg2://postgres@127.0.0.1:{self.port}/{database}"
-
-    def remove(self) -> None:
-        if self.data.exists() and self.running():
-            self.stop()
-        shutil.rmtree(self.root, ignore_errors=True)
-
-
 @pytest.fixture(scope="module")
 def pg_fault(request, n8n, tmp_path_factory):
     """A private PostgreSQL (migrated), a private Redis and a Stack on both."""
-    from alembic import command
-    from alembic.config import Config
-
     from shared.db import make_engine
 
     pg = PrivatePostgres()
     request.addfinalizer(pg.remove)
     pg.init()
     pg.start()
-    admin = create_engine(pg.url("postgres"), isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text('CREATE DATABASE "bridge"'))
-    admin.dispose()
-    database_url = pg.url("bridge")
-    config = Config(str(ROOT / "shared/migrations/alembic.ini"))
-    config.attributes["database_url"] = database_url
-    config.attributes["configure_logger"] = False
-    command.upgrade(config, "head")
+    database_url = pg.migrated_database()
 
     engine = make_engine(database_url, pool_pre_ping=True)  # the test reads across the restart
     request.addfinalizer(engine.dispose)
