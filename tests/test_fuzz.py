@@ -46,11 +46,11 @@ LINK_CHECKS = {"use_after_free", "ensure_resource_availability"}
 load_all_checks()  # the registry holds only not_a_server_error until the OpenAPI checks are imported
 
 
-JUDGED: Counter = Counter()  # answers each check judged, until the test hands them to `reliability`
+JUDGED: Counter = Counter()  # answers each check ran on, until the test hands them to `reliability`
 
 
 def _counted(check):
-    """The check, counting the answers it judged (None or False; True: not applicable to the case)."""
+    """The check, counting the answers it ran on (it returns True for a case it does not apply to)."""
 
     @functools.wraps(check)
     def judged(ctx, response, case):

@@ -23,7 +23,7 @@ class Fault:
 class Reliability:
     hostile: Counter = field(default_factory=Counter)
     faults: list[Fault] = field(default_factory=list)
-    checks: Counter = field(default_factory=Counter)  # schemathesis: answers each check judged
+    checks: Counter = field(default_factory=Counter)  # schemathesis: answers each check ran on
 
     def hostile_input(self, kind: str, count: int = 1) -> None:
         self.hostile[kind] += count
@@ -55,7 +55,7 @@ class Reliability:
         data = self.as_dict()
         out = [f"hostile inputs tried: {data['hostile_inputs_total']}"]
         out += [f"  {kind}: {count}" for kind, count in sorted(self.hostile.items())]
-        out += [f"  answers judged by schemathesis' {check}: {count}" for check, count in sorted(self.checks.items())]
+        out += [f"  answers checked by schemathesis' {check}: {count}" for check, count in sorted(self.checks.items())]
         out.append(f"faults injected: {data['faults_injected']}; deliveries accepted under them: "
                    f"{data['deliveries_accepted_under_faults']}, lost: {data['deliveries_lost']}, "
                    f"applied twice: {data['deliveries_applied_twice']}")

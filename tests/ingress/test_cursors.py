@@ -23,7 +23,8 @@ def token(users):
 
 
 def test_the_lone_surrogate_cursor_of_issue_14_is_a_validation_error(client, token):
-    response = client.get("/api/jobs?cursor=WyIyMDI2LTAxLTAxVDAwOjAwOjAwKzAwOjAwIiwgImFcdWQ4MDAiXQ", headers=bearer(token))
+    cursor = "WyIyMDI2LTAxLTAxVDAwOjAwOjAwKzAwOjAwIiwgImFcdWQ4MDAiXQ"
+    response = client.get(f"/api/jobs?cursor={cursor}", headers=bearer(token))
     assert (response.status_code, response.json["error"]) == (400, "validation_error")
     assert "cursor" in response.json["details"]
 
@@ -61,7 +62,7 @@ def test_anything_else_is_a_validation_error(client, token, key_type, cursor):
 
 @SETTINGS
 @given(
-    stamp=st.datetimes(min_value=datetime(1970, 1, 1), max_value=datetime(4999, 12, 31), timezones=st.just(timezone.utc)),
+    stamp=st.datetimes(datetime(1970, 1, 1), datetime(4999, 12, 31), timezones=st.just(timezone.utc)),
     key=st.text(st.characters(exclude_categories=("Cs",), exclude_characters="\x00"), max_size=255)
     | st.integers(min_value=1, max_value=10**18 - 1),  # identity ids: a sequence from 1
 )

@@ -65,8 +65,10 @@ def test_standard_webhooks_replayed_with_new_id_headers_is_applied_once(client, 
 def test_the_senders_own_retry_signed_again_is_a_duplicate(client, app):
     body, delivery_id = callback(), "retry-" + uuid.uuid4().hex
     now = int(time.time())
-    first = client.post(HOOK, data=body, headers=hmac_headers(N8N_SECRET, body, now - 5, **{"X-Delivery-Id": delivery_id}))
-    retry = client.post(HOOK, data=body, headers=hmac_headers(N8N_SECRET, body, now, **{"X-Delivery-Id": delivery_id}))
+    first, retry = (
+        client.post(HOOK, data=body, headers=hmac_headers(N8N_SECRET, body, ts, **{"X-Delivery-Id": delivery_id}))
+        for ts in (now - 5, now)
+    )
     assert (first.json["duplicate"], retry.json["duplicate"]) == (False, True)
     assert apply_all(app, first.json["job_id"]) == 1
 
