@@ -47,23 +47,26 @@ def receive(endpoint: Endpoint):
     enforce("sender", endpoint.name, settings.rate_limit_sender)
     try:
         callback = load(endpoint, body)
+        # Standard Webhooks: webhook-id, which is signed. HMAC: the id headers are not signed,
+        # so the verified signature identifies the request too (a replay under another id is
+        # a duplicate). X-Webhook-Secret signs nothing: its id headers are taken as they come.
+        delivery_id = deliveries.delivery_id_for(headers, body)
     except PayloadError as exc:
         raise ApiError(400, exc.code, exc.message, exc.details) from None
-    delivery_id = verified.webhook_id or deliveries.delivery_id_for(headers, body)
     try:
         recorded = current_app.extensions["recorder"].record(
-            deliveries.incoming(endpoint.name, delivery_id, callback, body, headers)
+            deliveries.incoming(endpoint.name, delivery_id, callback, body, headers, verified.signature)
         )
     except RecordTimeout as exc:
         raise unavailable(str(exc)) from None
     log.debug(
-        "%s delivery %s for job %s accepted (%s%s)", endpoint.path, delivery_id, recorded.job_id,
+        "%s delivery %s for job %s accepted (%s%s)", endpoint.path, recorded.delivery_id, recorded.job_id,
         verified.scheme, ", duplicate" if recorded.duplicate else "",
     )
     return {
         "accepted": True,
         "duplicate": recorded.duplicate,
-        "delivery_id": delivery_id,
+        "delivery_id": recorded.delivery_id,
         "job_id": recorded.job_id,
     }, 200
 

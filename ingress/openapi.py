@@ -7,8 +7,9 @@ from functools import lru_cache
 from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
 
-from shared import actions, schemas
+from shared import actions, deliveries, lifecycle, schemas
 from shared.callbacks import ENDPOINTS
+from shared.jobs import CURSOR_PATTERNS
 
 ERRORS = {
     400: "invalid_json or validation_error",
@@ -44,6 +45,86 @@ def _responses(ok: dict[int, tuple[str, object]], errors: tuple[int, ...], heade
 
 JOB_ID = {"name": "job_id", "in": "path", "required": True, "schema": {"type": "string"}}
 
+# --- what the schemas accept, as patterns --------------------------------------------------
+# The schemas trim with str.strip() and call a value blank with str.isspace(): these are
+# exactly those characters (JSON Schema's \s is another set).
+_SPACE = "\\t\\n\\x0b\\x0c\\r\\x1c-\\x20\\x85\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000"
+NOT_BLANK = f"[^{_SPACE}]"  # a pattern is a search: somewhere a character that is not a space
+# 1 to 255 characters once trimmed (ExternalUserId, Idempotency-Key on the API).
+TRIMMED_ID = f"^[{_SPACE}]*[^{_SPACE}](?:[\\s\\S]{{0,253}}[^{_SPACE}])?[{_SPACE}]*$"
+# A delivery id header: at most 255 characters once spaces and tabs are trimmed; blank is ignored.
+DELIVERY_ID = "^[ \\t]*(?:[^ \\t](?:[\\s\\S]{0,%d}[^ \\t])?)?[ \\t]*$" % (deliveries.MAX_ID_LENGTH - 2)
+
+
+def _words(words) -> str:
+    """A status word among `words`, in any case, with spaces around it (StatusWord)."""
+    spelled = "|".join("".join(f"[{c}{c.upper()}]" if c.isalpha() else c for c in word) for word in sorted(words))
+    return f"^[{_SPACE}]*(?:{spelled})[{_SPACE}]*$"
+
+
+STATUS_WORD = _words(lifecycle.WORDS)
+NOT_A_SUCCESS = _words(w for w in lifecycle.WORDS if lifecycle.WORDS[w] != lifecycle.SUCCEEDED)
+EXTERNAL_ID = [
+    {"type": "string", "pattern": TRIMMED_ID},
+    # Read as its decimal string, which must fit the same 255 characters.
+    {"type": "integer", "minimum": -(10**254 - 1), "maximum": 10**255 - 1},
+]
+
+
+def _custom_fields(self, field, **kwargs) -> dict:
+    """JSON Schema of the fields whose rules live in their own code (shared/schemas.py)."""
+    null = [{"type": "null"}] if field.allow_none else []
+    if isinstance(field, schemas.ExternalUserId):
+        return {"anyOf": EXTERNAL_ID + null}
+    if isinstance(field, schemas.Progress):
+        return {"type": ["number", "null"] if null else "number", "minimum": 0, "maximum": 100}
+    if isinstance(field, schemas.ErrorValue):
+        return {"anyOf": [{"type": "string", "maxLength": schemas.TEXT_LENGTH.max}, {"type": "object"}] + null}
+    if isinstance(field, schemas.StatusWord):
+        return {"pattern": STATUS_WORD}
+    return {}
+
+
+def _completed_needs(container: str, required: dict) -> dict:
+    """A completion is refused without what it announces (ImageCompletion, BookCompletion)."""
+    return {"anyOf": [
+        {"properties": {"status": {"pattern": NOT_A_SUCCESS}}},
+        {"required": [container], "properties": {container: {"type": "object", **required}}},
+    ]}
+
+
+# The cross-field rules of the schemas' @validates_schema.
+SCHEMA_RULES = {
+    # CONTRACT §5 and README "CRM actions: format": actionType given (not null) is the enriched
+    # format and needs entiteType and entiteId; else the legacy one needs typeAction.
+    "Action": {"anyOf": [
+        {"required": ["actionType", "entiteType", "entiteId"], "properties": {
+            "actionType": {"type": "string"}, "entiteType": {"type": "string"}, "entiteId": {"anyOf": EXTERNAL_ID},
+        }},
+        {"required": ["typeAction"], "properties": {"actionType": {"type": "null"}, "typeAction": {"type": "string"}}},
+    ]},
+    "ImageCompletion": _completed_needs("data", {
+        "required": ["images"], "properties": {"images": {"type": "array", "minItems": 1}},
+    }),
+    "BookCompletion": _completed_needs("book_data", {
+        "required": ["book_title", "chapters"],
+        "properties": {
+            "book_title": {"type": "string", "pattern": NOT_BLANK}, "chapters": {"type": "array", "minItems": 1},
+        },
+    }),
+}
+
+
+IDEMPOTENCY_KEY = {
+    "name": "Idempotency-Key", "in": "header", "description": "1 to 255 characters once trimmed",
+    "schema": {"type": "string", "pattern": TRIMMED_ID},
+}
+DELIVERY_ID_HEADERS = [
+    {"name": name, "in": "header", "schema": {"type": "string", "pattern": DELIVERY_ID},
+     "description": "The delivery's id (CONTRACT §4) when webhook-id is not given: at most 255 characters"}
+    for name in ("X-Delivery-Id", "Idempotency-Key")
+]
+
 
 def _operations() -> dict:
     authed = (401, 404)
@@ -51,7 +132,7 @@ def _operations() -> dict:
         "/api/jobs": {
             "post": {
                 "summary": "Create a job; it is dispatched to n8n",
-                "parameters": [{"name": "Idempotency-Key", "in": "header", "schema": {"type": "string", "maxLength": 255}}],
+                "parameters": [IDEMPOTENCY_KEY],
                 "requestBody": {"required": True, **_json("JobCreate")},
                 "responses": _responses(
                     {202: ("Created", "Job"), 200: ("Same Idempotency-Key: the first job", "Job")},
@@ -92,7 +173,7 @@ def _operations() -> dict:
         "/api/actions": {
             "post": {
                 "summary": "Record a CRM action; it is routed by actionType prefix and dispatched to n8n",
-                "parameters": [{"name": "Idempotency-Key", "in": "header", "schema": {"type": "string", "maxLength": 255}}],
+                "parameters": [IDEMPOTENCY_KEY],
                 "requestBody": {"required": True, **_json("Action")},
                 "responses": _responses(
                     {202: ("Recorded as a crm_action job", "ActionAccepted"), 200: ("Same Idempotency-Key: the first action", "ActionAccepted")},
@@ -123,6 +204,7 @@ def _operations() -> dict:
             "post": {
                 "summary": f"Sender webhook ({endpoint.name})",
                 "security": security,
+                "parameters": DELIVERY_ID_HEADERS,
                 "requestBody": {"required": True, **_json(type(endpoint.schema).__name__.removesuffix("Schema"))},
                 "responses": _responses({200: ("Recorded (or a duplicate)", "Accepted")}, (400, 401, 413, 415, 503)),
             }
@@ -132,13 +214,18 @@ def _operations() -> dict:
 
 @lru_cache(maxsize=1)
 def _build() -> dict:
+    plugin = MarshmallowPlugin()
     api = APISpec(
         title="AI workflow bridge",
         version="1.0.0",
-        openapi_version="3.0.3",
-        plugins=[MarshmallowPlugin()],
-        info={"description": "Signed, durable bridge between applications and n8n / AI backends."},
+        openapi_version="3.1.0",
+        plugins=[plugin],
+        info={"description": (
+            "Signed, durable bridge between applications and n8n / AI backends. In every JSON body, strings hold "
+            "neither U+0000 nor lone surrogates and values nest at most 32 levels deep (400 validation_error)."
+        )},
     )
+    plugin.converter.add_attribute_function(_custom_fields)
     for name in (
         "JobCreate", "JobAssign", "JobListQuery", "NotificationListQuery", "Job", "JobDetail",
         "JobPage", "Notification", "NotificationPage", "Error", "Accepted",
@@ -158,6 +245,19 @@ def _build() -> dict:
         parameters = operations.pop("parameters", None)
         api.path(path=path, operations=operations, parameters=parameters)
     document = api.to_dict()
+    components = document["components"]["schemas"]
+    for name, rule in SCHEMA_RULES.items():
+        components[name].update(rule)
+    # fields.Raw() items refuse null (allow_none is False), as the schema's own Raw fields do.
+    components["BookData"]["properties"]["outline"]["items"] = {"not": {"type": "null"}}
+    for endpoint in ENDPOINTS.values():  # _StatusReport: a job_id that is not blank
+        components[type(endpoint.schema).__name__.removesuffix("Schema")]["properties"]["job_id"]["pattern"] = NOT_BLANK
+    cursors = {"/api/jobs": CURSOR_PATTERNS[str], "/api/notifications": CURSOR_PATTERNS[int]}
+    for path, pattern in cursors.items():
+        for parameter in document["paths"][path]["get"]["parameters"]:
+            if parameter["name"] == "cursor":
+                parameter["description"] = "next_cursor of the previous page; empty or absent: the first page"
+                parameter["schema"]["pattern"] = pattern
     document["security"] = [{"bearer": []}]
     return document
 

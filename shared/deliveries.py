@@ -8,11 +8,11 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Connection, and_, case, delete, func, or_, select, update
+from sqlalchemy import Connection, and_, case, delete, func, or_, select, tuple_, update
 from sqlalchemy.orm import Session
 
 from shared import artifacts, lifecycle
-from shared.callbacks import ENDPOINTS, Callback, Endpoint, load
+from shared.callbacks import ENDPOINTS, Callback, Endpoint, PayloadError, load
 from shared.db import INSERT, dialect, insert_ignoring_conflict, milliseconds_since
 from shared.jobs import get_or_create_user, notify, touch
 from shared.models import Delivery, Job, JobEvent, utcnow
@@ -23,28 +23,29 @@ DELIVERIES = Delivery.__table__
 # At most this many deliveries per INSERT at the ingress, and per message and transaction
 # in the workers.
 BATCH = 50
-# A delivery already recorded under its id counts one more duplicate instead: one statement
-# records a whole batch, new rows and repeats alike, so it commits on its own (autocommit)
-# in one round trip. A new row comes back with duplicates = 0, a repeat with 1 or more.
-# PostgreSQL: the same text for every batch, its columns sent as six arrays. SQLAlchemy's
+# A delivery is known by its id and, when signed with the HMAC scheme, by its signature
+# (two unique indexes). New deliveries are inserted and their rows come back; one already
+# recorded under either is left alone by the INSERT, then found and counted as a duplicate.
+# The database decides between two web processes recording the same delivery at once, and
+# with an autocommit connection a batch without repeats is one statement in one round trip.
+# PostgreSQL: the same text for every batch, its columns sent as arrays. SQLAlchemy's
 # multi-row VALUES bound ten parameters per row and rendered the statement anew for each
 # batch size: four times the CPU of this one for a batch of 11 (bench/README.md).
-_RECORD_POSTGRESQL = """INSERT INTO deliveries (endpoint, delivery_id, job_id, status, body, headers,
+_RECORD_POSTGRESQL = """INSERT INTO deliveries (endpoint, delivery_id, signature, job_id, status, body, headers,
                         received_at, last_enqueued_at, attempts, duplicates)
-SELECT endpoint, delivery_id, job_id, status, body, headers::json, %(now)s, %(now)s, 0, 0
-FROM unnest(%(endpoint)s::text[], %(delivery_id)s::text[], %(job_id)s::text[], %(status)s::text[],
-            %(body)s::bytea[], %(headers)s::text[]) AS batch(endpoint, delivery_id, job_id, status, body, headers)
-ON CONFLICT (endpoint, delivery_id) DO UPDATE SET duplicates = deliveries.duplicates + 1
-RETURNING id, endpoint, delivery_id, job_id, duplicates"""
+SELECT endpoint, delivery_id, signature, job_id, status, body, headers::json, %(now)s, %(now)s, 0, 0
+FROM unnest(%(endpoint)s::text[], %(delivery_id)s::text[], %(signature)s::text[], %(job_id)s::text[],
+            %(status)s::text[], %(body)s::bytea[], %(headers)s::text[])
+     AS batch(endpoint, delivery_id, signature, job_id, status, body, headers)
+ON CONFLICT DO NOTHING
+RETURNING id, endpoint, delivery_id, signature, job_id"""
 # SQLite (the embedded default): SQLAlchemy's executemany, built once.
 _RECORD_SQLITE = (
     INSERT["sqlite"](DELIVERIES)
-    .on_conflict_do_update(
-        index_elements=["endpoint", "delivery_id"], set_={"duplicates": DELIVERIES.c.duplicates + 1}
-    )
+    .on_conflict_do_nothing()
     .returning(
-        DELIVERIES.c.id, DELIVERIES.c.endpoint, DELIVERIES.c.delivery_id, DELIVERIES.c.job_id,
-        DELIVERIES.c.duplicates,
+        DELIVERIES.c.id, DELIVERIES.c.endpoint, DELIVERIES.c.delivery_id, DELIVERIES.c.signature,
+        DELIVERIES.c.job_id,
     )
 )
 
@@ -58,15 +59,28 @@ KEPT_HEADERS = (
     "webhook-id",
     "webhook-timestamp",
 )
+# The headers that may name a delivery, in order of precedence, as CONTRACT §4 spells them.
+ID_HEADERS = {"webhook-id": "webhook-id", "x-delivery-id": "X-Delivery-Id", "idempotency-key": "Idempotency-Key"}
+MAX_ID_LENGTH = 255  # deliveries.delivery_id
 
 
 def delivery_id_for(headers, body: bytes) -> str:
-    """webhook-id, else X-Delivery-Id or Idempotency-Key, else the SHA-256 of the body."""
-    for name in ("webhook-id", "x-delivery-id", "idempotency-key"):
-        value = (headers.get(name) or "").strip()
-        if value:
-            return value[:255]
-    return "sha256:" + hashlib.sha256(body).hexdigest()
+    """webhook-id, else X-Delivery-Id or Idempotency-Key, else the SHA-256 of the body.
+
+    An id header longer than the column is refused (PayloadError), never cut: two
+    deliveries whose ids share their first 255 characters would be one.
+    """
+    ids = {name: (headers.get(name) or "").strip(" \t") for name in ID_HEADERS}
+    too_long = {
+        ID_HEADERS[name]: [f"Must be at most {MAX_ID_LENGTH} characters."]
+        for name, value in ids.items() if len(value) > MAX_ID_LENGTH
+    }
+    if too_long:
+        raise PayloadError(
+            "validation_error", f"{', '.join(too_long)}: a delivery id is at most {MAX_ID_LENGTH} characters",
+            too_long,
+        )
+    return next((value for value in ids.values() if value), None) or "sha256:" + hashlib.sha256(body).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -79,68 +93,107 @@ class Incoming:
     status: str
     body: bytes
     headers: dict[str, str]
+    signature: str | None = None  # the verified HMAC (shared.signing.Verified.signature)
 
 
-def incoming(endpoint: str, delivery_id: str, callback: Callback, body: bytes, headers: dict[str, str]) -> Incoming:
+def incoming(
+    endpoint: str, delivery_id: str, callback: Callback, body: bytes, headers: dict[str, str],
+    signature: str | None = None,
+) -> Incoming:
     """`headers` by lowercase name."""
     kept = {name: headers[name] for name in KEPT_HEADERS if name in headers}
     status = lifecycle.canonical(callback.word) or lifecycle.PENDING
-    return Incoming(endpoint, delivery_id, callback.job_id, status, body, kept)
+    return Incoming(endpoint, delivery_id, callback.job_id, status, body, kept, signature)
 
 
 @dataclass(frozen=True)
 class Recorded:
     pk: int
-    delivery_id: str
+    delivery_id: str  # the recorded delivery's: for a duplicate, the id it was first recorded under
     job_id: str
     duplicate: bool
 
 
 def record_many(connection: Connection, batch: list[Incoming]) -> list[Recorded]:
-    """Record accepted deliveries; each one already recorded under its id (before, or
-    earlier in the same batch) is found instead and counted as a duplicate.
+    """Record accepted deliveries; each one already recorded (before, or earlier in the same
+    batch) under its id or its signature is found instead and counted as a duplicate.
 
-    One statement when the batch repeats no id: with an autocommit connection, the batch
-    is committed when this returns.
+    One statement when nothing conflicts: with an autocommit connection, the batch is
+    committed when this returns.
     """
-    def key(item: Incoming) -> tuple[str, str]:
-        return item.endpoint, item.delivery_id
+    recorded: list[Recorded | None] = [None] * len(batch)
+    waiting = list(range(len(batch)))
+    while waiting:
+        inserted = _insert(connection, [batch[index] for index in waiting])
+        new = {(row.endpoint, row.delivery_id, row.signature): row for row in inserted}
+        conflicted = []
+        for index in waiting:
+            item = batch[index]
+            # A row answers the first item that carries its identity; any other one conflicted.
+            row = new.pop((item.endpoint, item.delivery_id, item.signature), None)
+            if row is None:
+                conflicted.append(index)
+            else:
+                recorded[index] = Recorded(row.id, row.delivery_id, row.job_id, duplicate=False)
+        waiting = _count_duplicates(connection, batch, conflicted, recorded)
+    return recorded  # type: ignore[return-value]
 
-    first, repeats, seen = [], [], set()
-    for index, item in enumerate(batch):
-        (repeats if key(item) in seen else first).append(index)
-        seen.add(key(item))
+
+def _insert(connection: Connection, items: list[Incoming]):
     now = utcnow()
-    items = [batch[index] for index in first]
     if connection.dialect.name == "postgresql":
-        rows = connection.exec_driver_sql(_RECORD_POSTGRESQL, {
+        return connection.exec_driver_sql(_RECORD_POSTGRESQL, {
             "now": now,
             "endpoint": [item.endpoint for item in items],
             "delivery_id": [item.delivery_id for item in items],
+            "signature": [item.signature for item in items],
             "job_id": [item.job_id for item in items],
             "status": [item.status for item in items],
             "body": [item.body for item in items],
             "headers": [json.dumps(item.headers) for item in items],
-        })
-    else:
-        rows = connection.execute(_RECORD_SQLITE, [
-            dict(endpoint=item.endpoint, delivery_id=item.delivery_id, job_id=item.job_id, status=item.status,
-                 body=item.body, headers=item.headers, received_at=now, last_enqueued_at=now, attempts=0,
-                 duplicates=0)
-            for item in items
-        ])
-    # PostgreSQL cannot update one row twice in a statement, hence the repeats after.
-    returned = {
-        (row.endpoint, row.delivery_id): Recorded(row.id, row.delivery_id, row.job_id, duplicate=row.duplicates > 0)
-        for row in rows
-    }
-    recorded: list[Recorded] = [None] * len(batch)  # type: ignore[list-item]
-    for index in first:
-        recorded[index] = returned[key(batch[index])]
-    if repeats:
-        for index, again in zip(repeats, record_many(connection, [batch[index] for index in repeats])):
-            recorded[index] = again
-    return recorded
+        }).all()
+    return connection.execute(_RECORD_SQLITE, [
+        dict(endpoint=item.endpoint, delivery_id=item.delivery_id, signature=item.signature, job_id=item.job_id,
+             status=item.status, body=item.body, headers=item.headers, received_at=now, last_enqueued_at=now,
+             attempts=0, duplicates=0)
+        for item in items
+    ]).all()
+
+
+def _count_duplicates(connection: Connection, batch: list[Incoming], conflicted: list[int], recorded) -> list[int]:
+    """Answer each conflicted item with the row it repeats, and count it there; the items
+    whose row is gone by now (retention deleted it) are returned, to be inserted again."""
+    if not conflicted:
+        return []
+    items = [batch[index] for index in conflicted]
+    rows = connection.execute(
+        select(DELIVERIES.c.id, DELIVERIES.c.endpoint, DELIVERIES.c.delivery_id, DELIVERIES.c.signature,
+               DELIVERIES.c.job_id)
+        .where(or_(
+            tuple_(DELIVERIES.c.endpoint, DELIVERIES.c.delivery_id).in_(
+                sorted({(item.endpoint, item.delivery_id) for item in items})),
+            tuple_(DELIVERIES.c.endpoint, DELIVERIES.c.signature).in_(
+                sorted({(item.endpoint, item.signature) for item in items if item.signature})),
+        ))
+    ).all()
+    by_id = {(row.endpoint, row.delivery_id): row for row in rows}
+    by_signature = {(row.endpoint, row.signature): row for row in rows if row.signature}
+    counts: dict[int, int] = {}
+    gone = []
+    for index, item in zip(conflicted, items):
+        # What was signed first: a replay under another X-Delivery-Id is the signed request's.
+        row = by_signature.get((item.endpoint, item.signature)) or by_id.get((item.endpoint, item.delivery_id))
+        if row is None:
+            gone.append(index)
+            continue
+        recorded[index] = Recorded(row.id, row.delivery_id, row.job_id, duplicate=True)
+        counts[row.id] = counts.get(row.id, 0) + 1
+    if counts:
+        connection.execute(
+            update(DELIVERIES).where(DELIVERIES.c.id.in_(counts))
+            .values(duplicates=DELIVERIES.c.duplicates + case(counts, value=DELIVERIES.c.id, else_=0))
+        )
+    return gone
 
 
 def begin_attempt(session: Session, pk: int, max_attempts: int) -> int | None:

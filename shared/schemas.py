@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 from marshmallow import INCLUDE, RAISE, Schema, ValidationError, fields, validate, validates_schema
 
@@ -41,15 +42,47 @@ class Progress(fields.Field):
         return int(round(value))
 
 
-def external_id(value: str | int) -> str:
+def json_integer(value):
+    """`value`, with a float that holds an integer read as that integer: JSON has one number
+    type, and a JavaScript sender cannot tell 1 from 1.0 (nor can JSON Schema's `integer`)."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+def external_id(value: str | int | float) -> str:
     """The string form of an id a sender gives as a string or an integer: how it is stored."""
-    return str(value).strip()
+    return str(json_integer(value)).strip()
+
+
+class JsonInteger(fields.Integer):
+    """An integer, strictly (no strings), where 3.0 is the integer 3 (json_integer)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(strict=True, **kwargs)
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        return super()._deserialize(json_integer(value), attr, data, **kwargs)
+
+
+class PageLimit(fields.Integer):
+    """A page size from the query string: 1 to 100 written in ASCII digits, as the spec says
+    (Python's int() would also take "+5", " 5", "1_0" and other scripts' digits)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(load_default=20, validate=validate.Range(min=1, max=100), **kwargs)
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if isinstance(value, str) and not re.fullmatch(r"[0-9]{1,3}", value):
+            raise ValidationError("Must be a whole number from 1 to 100.")
+        return super()._deserialize(value, attr, data, **kwargs)
 
 
 class ExternalUserId(fields.Field):
     """The application's own user id: a string or an integer, read as its string form."""
 
     def _deserialize(self, value, attr, data, **kwargs):
+        value = json_integer(value)
         if isinstance(value, bool) or not isinstance(value, (str, int)):
             raise ValidationError("Must be a string or an integer.")
         value = external_id(value)
@@ -99,7 +132,7 @@ class JobListQuerySchema(Schema):
 
     status = fields.String(validate=validate.OneOf(lifecycle.STATUSES))
     job_type = fields.String(validate=FullMatch(JOB_TYPE))
-    limit = fields.Integer(load_default=20, validate=validate.Range(min=1, max=100))
+    limit = PageLimit()
     cursor = fields.String()
 
 
@@ -107,9 +140,9 @@ class NotificationListQuerySchema(Schema):
     class Meta:
         unknown = RAISE
 
-    unread = fields.Boolean()
+    unread = fields.Boolean(truthy={"true"}, falsy={"false"})
     job_id = fields.String(validate=ID_LENGTH)
-    limit = fields.Integer(load_default=20, validate=validate.Range(min=1, max=100))
+    limit = PageLimit()
     cursor = fields.String()
 
 
@@ -239,7 +272,7 @@ class ImageFileSchema(Schema):
     url = fields.String(allow_none=True)
     description = fields.String(allow_none=True)
     format = fields.String(allow_none=True, validate=validate.Length(max=32))
-    size_bytes = fields.Integer(allow_none=True, strict=True, validate=validate.Range(min=0, max=2**62))
+    size_bytes = JsonInteger(allow_none=True, validate=validate.Range(min=0, max=2**62))
     dimensions = fields.String(allow_none=True, validate=FullMatch(DIMENSIONS))
 
 
@@ -285,8 +318,8 @@ class BookDataSchema(Schema):
     outline = fields.List(fields.Raw(), allow_none=True)
     chapters = fields.List(fields.Nested(ChapterSchema), allow_none=True)
     generated_at = fields.String(allow_none=True)
-    word_count = fields.Integer(allow_none=True, strict=True, validate=validate.Range(min=0, max=2**31 - 1))
-    chapter_count = fields.Integer(allow_none=True, strict=True, validate=validate.Range(min=0, max=2**31 - 1))
+    word_count = JsonInteger(allow_none=True, validate=validate.Range(min=0, max=2**31 - 1))
+    chapter_count = JsonInteger(allow_none=True, validate=validate.Range(min=0, max=2**31 - 1))
 
 
 class BookCompletionSchema(_SenderStatus):

@@ -6,7 +6,6 @@ Pure functions: no Flask, no clock (`now` is passed in), tested with known-answe
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
 import hmac
 import re
@@ -15,7 +14,12 @@ from dataclasses import dataclass
 
 SIGNATURE_BYTES = 32  # SHA-256
 MAX_SIGNATURES = 16  # in one webhook-signature header: enough for any rotation, bounded work
-_TIMESTAMP = re.compile(r"^[0-9]{1,15}$")
+# Whole strings only (fullmatch): `$` would also match before a trailing newline.
+_TIMESTAMP = re.compile(r"[0-9]{1,15}")
+_HEX_SIGNATURE = re.compile(r"(?:sha256=)?([0-9a-f]{64})", re.IGNORECASE | re.ASCII)
+_BASE64_SIGNATURE = re.compile(r"[A-Za-z0-9+/]{43}=")
+# What HTTP trims around a header value; anything else inside it is part of the value.
+_OWS = " \t"
 
 
 class SignatureError(Exception):
@@ -31,6 +35,10 @@ class SignatureError(Exception):
 class Verified:
     scheme: str  # "hmac", "standard-webhooks" or "secret-header"
     webhook_id: str | None = None
+    # HMAC scheme: the verified MAC as 64 lowercase hex digits, however the sender spelled
+    # it. The only thing a replay cannot change, since X-Delivery-Id and Idempotency-Key
+    # are not signed: it identifies the request.
+    signature: str | None = None
 
 
 def hmac_signature(secret: bytes, timestamp: int | str, body: bytes) -> str:
@@ -56,8 +64,7 @@ def _header_bytes(value: str) -> bytes:
 
 
 def _timestamp(raw: str, now: float, tolerance: int) -> None:
-    raw = raw.strip()
-    if not _TIMESTAMP.match(raw):
+    if not _TIMESTAMP.fullmatch(raw):
         raise SignatureError("invalid_signature", "the timestamp must be an integer number of seconds")
     if abs(now - int(raw)) > tolerance:
         raise SignatureError(
@@ -77,46 +84,43 @@ def _verify_hmac(secrets, h, body, now, tolerance) -> Verified:
     raw_ts = h.get("x-timestamp")
     if raw_ts is None:
         raise SignatureError("missing_signature", "X-Signature needs its X-Timestamp header")
-    signature = h["x-signature"].strip()
-    if signature.lower().startswith("sha256="):
-        signature = signature[len("sha256="):]
-    try:
-        given = bytes.fromhex(signature)
-    except ValueError:
-        given = b""
-    if len(given) != SIGNATURE_BYTES:
+    # Exactly 64 hex digits: bytes.fromhex alone also takes spaces between them.
+    spelled = _HEX_SIGNATURE.fullmatch(h["x-signature"].strip(_OWS))
+    if spelled is None:
         raise SignatureError("invalid_signature", "X-Signature must be sha256=<64 hex digits>")
-    ts = raw_ts.strip()
+    given = bytes.fromhex(spelled.group(1))
+    ts = raw_ts.strip(_OWS)
     expected = [
         hmac.new(s, _header_bytes(ts) + b"." + body, hashlib.sha256).digest() for s in secrets
     ]
     if not _any_match(expected, given):
         raise SignatureError("invalid_signature", "X-Signature does not match the body and X-Timestamp")
     _timestamp(ts, now, tolerance)
-    return Verified("hmac")
+    return Verified("hmac", signature=given.hex())
 
 
 def _verify_standard(secrets, h, body, now, tolerance) -> Verified:
-    webhook_id, ts, header = h.get("webhook-id"), h.get("webhook-timestamp"), h.get("webhook-signature")
+    webhook_id, ts, header = (
+        h.get(name, "").strip(_OWS) for name in ("webhook-id", "webhook-timestamp", "webhook-signature")
+    )
     if not webhook_id or not ts or not header:
         raise SignatureError(
             "missing_signature", "webhook-id, webhook-timestamp and webhook-signature go together"
         )
-    signed = _header_bytes(webhook_id) + b"." + _header_bytes(ts.strip()) + b"." + body
+    signed = _header_bytes(webhook_id) + b"." + _header_bytes(ts) + b"." + body
     expected = [hmac.new(s, signed, hashlib.sha256).digest() for s in secrets]
-    entries = header.split()
+    entries = [entry for entry in header.split(" ") if entry]
     if len(entries) > MAX_SIGNATURES:
         raise SignatureError("invalid_signature", f"webhook-signature carries more than {MAX_SIGNATURES} signatures")
     matched = False
     for entry in entries:
         version, _, value = entry.partition(",")
-        if version != "v1":
+        # The one spelling of 32 bytes: b64decode alone ignores the two bits after the last
+        # byte, so four spellings would decode to the same signature.
+        if version != "v1" or not _BASE64_SIGNATURE.fullmatch(value):
             continue
-        try:
-            given = base64.b64decode(value, validate=True)
-        except (binascii.Error, ValueError):
-            continue
-        if len(given) == SIGNATURE_BYTES and _any_match(expected, given):
+        given = base64.b64decode(value)
+        if base64.b64encode(given).decode("ascii") == value and _any_match(expected, given):
             matched = True
     if not matched:
         raise SignatureError("invalid_signature", "no v1 signature in webhook-signature matches")

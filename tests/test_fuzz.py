@@ -1,8 +1,9 @@
 """Fuzzing the Flask app in-process (WSGI, on the test PostgreSQL database).
 
-1. schemathesis against /openapi.json: every operation, positive and negative data, with an
-   admin's Bearer token. No 5xx for any input (CONTRACT §2), and every answer is one the
-   document describes (status code, content type, body schema).
+1. schemathesis against /openapi.json: every operation, positive and negative data, every
+   check (no 5xx, answers as documented, what the document allows is accepted and what it
+   forbids refused, authentication enforced, 405 with Allow), with an admin's and a plain
+   user's Bearer token; the webhooks signed through their real schemes.
 2. Signed random JSON bodies to the three sender webhooks: 200, 400 or 413, never 5xx, and
    every 4xx has the error shape {"error", "message"}.
 3. Whatever a signed callback carries, once answered 200 it can be applied (the worker's
@@ -14,8 +15,12 @@ All seeded and derandomized, with bounded example counts: the same cases every r
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import io
 import itertools
 import json
+import time
 from collections import Counter
 from urllib.parse import quote
 
@@ -23,35 +28,65 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
-from schemathesis.checks import not_a_server_error
-from schemathesis.specs.openapi.checks import (
-    content_type_conformance,
-    response_schema_conformance,
-    status_code_conformance,
-)
+from schemathesis.checks import CHECKS, load_all_checks
 
 from helpers import bearer, hmac_headers
 from helpers.env import N8N_SECRET, WEBHOOK_SECRET
 from ingress.openapi import spec
 from shared import lifecycle, schemas
 from shared.callbacks import ENDPOINTS
+from shared.signing import hmac_signature, standard_webhooks_signature
 
 SEED = 20240611
 MAX_EXAMPLES = 30
-CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
+# Every check schemathesis has, but the two that follow links between operations
+# (use_after_free, ensure_resource_availability): the document declares none
+# (test_the_document_declares_no_links), so they would check nothing.
+LINK_CHECKS = {"use_after_free", "ensure_resource_availability"}
+load_all_checks()  # the registry holds only not_a_server_error until the OpenAPI checks are imported
+
+
+JUDGED: Counter = Counter()  # answers each check ran on, until the test hands them to `reliability`
+
+
+def _counted(check):
+    """The check, counting the answers it ran on (it returns True for a case it does not apply to)."""
+
+    @functools.wraps(check)
+    def judged(ctx, response, case):
+        skipped = check(ctx, response, case)
+        if skipped is not True:
+            JUDGED[check.__name__] += 1
+        return skipped
+
+    return judged
+
+
+CHECKS_ENABLED = [_counted(check) for check in CHECKS.get_all() if check.__name__ not in LINK_CHECKS]
 
 # The whole generation is fixed: a seed, derandomized Hypothesis, no example database
-# (a failure found once is not replayed from .hypothesis/ on the next run).
+# (a failure found once is not replayed from .hypothesis/ on the next run). No U+0000 in
+# generated strings: every body, path and header refuses it (the document says so in
+# its description, not in every string's schema). Credentials are ours, not generated.
 SCHEMATHESIS_CONFIG = {
     "seed": SEED,
-    "generation": {"max-examples": MAX_EXAMPLES, "deterministic": True, "database": "none"},
+    "generation": {
+        "max-examples": MAX_EXAMPLES, "deterministic": True, "database": "none", "allow-x00": False,
+        "with-security-parameters": False,
+    },
 }
 
 
 @pytest.fixture
 def admin_token(users):
-    # One per operation: the per-token rate limit (1200/min) is never reached by the fuzzing.
     return users("fuzz-admin", admin=True)[1]
+
+
+@pytest.fixture(params=["admin", "user"])
+def identity(request, users):
+    """Whose token the API operations carry: an admin's, then a plain user's. One per
+    operation: the per-token rate limit (1200/min) is never reached by the fuzzing."""
+    return request.param, users(f"fuzz-{request.param}", admin=request.param == "admin")[1]
 
 
 # The document the app serves is spec(settings): loaded here without a database so that
@@ -73,22 +108,98 @@ def test_served_document_is_the_one_fuzzed(client):
     assert document == json.loads(json.dumps(spec()))
 
 
-@schema.parametrize()
-@settings(max_examples=MAX_EXAMPLES, derandomize=True, database=None, deadline=None,
-          suppress_health_check=list(HealthCheck))
-def test_openapi_operations(case, app, admin_token, reliability):
-    """Every operation of /openapi.json, through the WSGI app, authenticated as an admin."""
-    reliability.hostile_input("fuzzed API requests (schemathesis, from /openapi.json)")
-    case.call_and_validate(app=app, headers=bearer(admin_token), checks=CHECKS)
+def test_every_check_is_enabled():
+    assert {check.__name__ for check in CHECKS_ENABLED} == {
+        "not_a_server_error", "status_code_conformance", "content_type_conformance", "response_headers_conformance",
+        "response_schema_conformance", "negative_data_rejection", "positive_data_acceptance",
+        "missing_required_header", "unsupported_method", "allow_header_conformance", "ignored_auth",
+        "object_level_authorization",
+    }
 
 
-# --- signed random JSON to the sender webhooks -----------------------------------------------
+def test_the_document_declares_no_links():
+    document = spec()
+    responses = [r for path in document["paths"].values() for op in path.values() if isinstance(op, dict)
+                 for r in op.get("responses", {}).values()]
+    assert responses and not any("links" in response for response in responses)
 
-WEBHOOKS = {
+
+# --- signing as the senders do ------------------------------------------------------------------
+
+WEBHOOK_SECRETS = {
     "/api/n8n/hooks/job-status": N8N_SECRET,
     "/api/webhooks/image-completion": WEBHOOK_SECRET,
     "/api/webhooks/book-completion": WEBHOOK_SECRET,
 }
+# What a case carries in place of a signature: the signer computes the real one over the
+# body exactly as it reaches the app. A probe that removes or replaces the credentials
+# (ignored_auth) has no placeholder left, so it is sent unsigned or wrongly signed.
+TO_SIGN = "to-be-signed"
+_message_ids = itertools.count()
+
+
+def signer(app):
+    """The WSGI app behind a sender: signs each request that asks for it, over its raw body."""
+
+    def signed(environ, start_response):
+        if TO_SIGN in (environ.get("HTTP_X_SIGNATURE"), environ.get("HTTP_WEBHOOK_SIGNATURE")):
+            body = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
+            environ["wsgi.input"] = io.BytesIO(body)
+            secret = WEBHOOK_SECRETS[environ["PATH_INFO"]].encode()
+            ts = str(int(time.time()))
+            if environ.get("HTTP_X_SIGNATURE") == TO_SIGN:
+                environ.update(HTTP_X_TIMESTAMP=ts, HTTP_X_SIGNATURE=hmac_signature(secret, ts, body))
+            else:
+                webhook_id = f"msg_fuzz_{next(_message_ids)}_{hashlib.sha256(body).hexdigest()[:12]}"
+                environ.update(HTTP_WEBHOOK_ID=webhook_id, HTTP_WEBHOOK_TIMESTAMP=ts,
+                               HTTP_WEBHOOK_SIGNATURE=standard_webhooks_signature(secret, webhook_id, ts, body))
+        return app(environ, start_response)
+
+    return signed
+
+
+def credentials(case, token: str) -> dict:
+    """A bearer token for the API; for a webhook, one of its real schemes in turn."""
+    if case.path not in WEBHOOK_SECRETS:
+        return bearer(token)
+    schemes = [{"X-Signature": TO_SIGN, "X-Timestamp": "0"}, {"webhook-signature": TO_SIGN}]
+    if case.path.startswith("/api/webhooks/"):
+        schemes.append({"X-Webhook-Secret": WEBHOOK_SECRET})
+    return schemes[int(hashlib.sha256(case.id.encode()).hexdigest(), 16) % len(schemes)]
+
+
+@pytest.fixture
+def processes_alive(app):
+    """beat's tick and the worker canary just recorded, as a running deployment keeps them:
+    /readyz answers for the web and its database, not for the processes this test lacks."""
+    from shared import sweeps
+
+    with app.extensions["sessionmaker"].begin() as db:
+        for name in (sweeps.BEAT, sweeps.CANARY):
+            sweeps.beat(db, name)
+
+
+@schema.parametrize()
+@settings(max_examples=MAX_EXAMPLES, derandomize=True, database=None, deadline=None,
+          suppress_health_check=list(HealthCheck))
+def test_openapi_operations(case, app, identity, reliability, processes_alive):
+    """Every operation of /openapi.json through the WSGI app, with every check: signed
+    through the real schemes for the webhooks, as an admin and as a plain user for the API."""
+    name, token = identity
+    reliability.hostile_input(f"fuzzed API requests (schemathesis, every check, {name} token)")
+    # Also on the schema: the checks that probe without credentials send there.
+    case.operation.schema.app = signed = signer(app)
+    try:
+        case.call_and_validate(app=signed, headers=credentials(case, token), checks=CHECKS_ENABLED)
+    finally:
+        for check, count in JUDGED.items():
+            reliability.checked(check, count)
+        JUDGED.clear()
+
+
+# --- signed random JSON to the sender webhooks -----------------------------------------------
+
+WEBHOOKS = WEBHOOK_SECRETS
 
 # Text as JSON senders can write it: any code point, and (often enough to be found with a
 # few hundred examples) the ones that break naive code: lone surrogates, which JSON's \\u

@@ -23,9 +23,13 @@ class Fault:
 class Reliability:
     hostile: Counter = field(default_factory=Counter)
     faults: list[Fault] = field(default_factory=list)
+    checks: Counter = field(default_factory=Counter)  # schemathesis: answers each check ran on
 
     def hostile_input(self, kind: str, count: int = 1) -> None:
         self.hostile[kind] += count
+
+    def checked(self, check: str, count: int = 1) -> None:
+        self.checks[check] += count
 
     def fault(self, name: str, accepted: int, applied_once: int, events: int) -> None:
         """Record a fault's outcome: `events` counts the applications (one event each)."""
@@ -35,6 +39,7 @@ class Reliability:
         return {
             "hostile_inputs": dict(self.hostile),
             "hostile_inputs_total": sum(self.hostile.values()),
+            "schemathesis_checks": dict(self.checks),
             "faults": [asdict(f) for f in self.faults],
             "faults_injected": len(self.faults),
             "deliveries_accepted_under_faults": sum(f.accepted for f in self.faults),
@@ -50,6 +55,7 @@ class Reliability:
         data = self.as_dict()
         out = [f"hostile inputs tried: {data['hostile_inputs_total']}"]
         out += [f"  {kind}: {count}" for kind, count in sorted(self.hostile.items())]
+        out += [f"  answers checked by schemathesis' {check}: {count}" for check, count in sorted(self.checks.items())]
         out.append(f"faults injected: {data['faults_injected']}; deliveries accepted under them: "
                    f"{data['deliveries_accepted_under_faults']}, lost: {data['deliveries_lost']}, "
                    f"applied twice: {data['deliveries_applied_twice']}")

@@ -144,6 +144,9 @@ def test_a_frozen_database_is_503_within_the_bound_and_all_resumes(frozen_stack,
         "signed webhook": lambda: signed_hook("frozen"),
         "/readyz": lambda: requests.get(stack.base_url + "/readyz", timeout=ANSWER_WITHIN + 10),
     }
+    # /readyz is ready once beat ticked and a worker ran its canary.
+    wait_for(lambda: requests.get(stack.base_url + "/readyz", timeout=10).status_code == 200, timeout=60,
+             message="/readyz 200 once beat and the worker run")
     # Every pool holds connections to the server that is about to stop answering.
     for name, send in requests_of.items():
         if name != "POST /api/jobs":

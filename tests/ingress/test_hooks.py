@@ -44,15 +44,17 @@ def test_rotated_secret_still_verifies(client):
 
 def test_replay_is_a_duplicate_and_changes_nothing(client, app):
     body = body_of(payload())
-    first = post(client, body, hmac_headers(N8N_SECRET, body, **{"X-Delivery-Id": "d-1-" + uuid.uuid4().hex}))
-    headers = hmac_headers(N8N_SECRET, body, **{"X-Delivery-Id": first.json["delivery_id"]})
+    now = int(time.time())
+    first = post(client, body, hmac_headers(N8N_SECRET, body, now, **{"X-Delivery-Id": "d-1-" + uuid.uuid4().hex}))
+    # The sender's own retry: signed again (another second), the same X-Delivery-Id.
+    headers = hmac_headers(N8N_SECRET, body, now - 1, **{"X-Delivery-Id": first.json["delivery_id"]})
     replay = post(client, body, headers)
     assert replay.status_code == 200 and replay.json["duplicate"] is True
     assert replay.json["delivery_id"] == first.json["delivery_id"]
     assert deliveries_for(app, first.json["job_id"]) == 1
     # Without any id header the body's hash identifies the delivery.
-    plain = post(client, body, hmac_headers(N8N_SECRET, body))
-    again = post(client, body, hmac_headers(N8N_SECRET, body))
+    plain = post(client, body, hmac_headers(N8N_SECRET, body, now - 2))
+    again = post(client, body, hmac_headers(N8N_SECRET, body, now - 3))
     assert (plain.json["duplicate"], again.json["duplicate"]) == (False, True)
     assert deliveries_for(app, first.json["job_id"]) == 2
 

@@ -1,0 +1,92 @@
+"""Cursors: `<microseconds>.<key>`, every string of the documented shape is a position and
+anything else is 400 validation_error; never a 500 (issue #14.6)."""
+
+from datetime import datetime, timezone
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from helpers import bearer
+from shared import jobs
+from shared.jobs import CURSOR_PATTERNS, decode_cursor, encode_cursor
+from shared.models import Job, User
+
+SETTINGS = settings(max_examples=60, derandomize=True, database=None, deadline=None,
+                    suppress_health_check=[HealthCheck.function_scoped_fixture])
+LIST = {str: "/api/jobs", int: "/api/notifications"}
+
+
+@pytest.fixture
+def token(users):
+    return users("cursor-admin", admin=True)[1]
+
+
+def test_the_lone_surrogate_cursor_of_issue_14_is_a_validation_error(client, token):
+    cursor = "WyIyMDI2LTAxLTAxVDAwOjAwOjAwKzAwOjAwIiwgImFcdWQ4MDAiXQ"
+    response = client.get(f"/api/jobs?cursor={cursor}", headers=bearer(token))
+    assert (response.status_code, response.json["error"]) == (400, "validation_error")
+    assert "cursor" in response.json["details"]
+
+
+@pytest.mark.parametrize("key_type", [str, int])
+def test_every_cursor_of_the_documented_shape_is_a_position(client, token, key_type):
+    @SETTINGS
+    @given(cursor=st.from_regex(CURSOR_PATTERNS[key_type], fullmatch=True))
+    def listed(cursor):
+        response = client.get(LIST[key_type], query_string={"cursor": cursor}, headers=bearer(token))
+        assert response.status_code == 200, (cursor, response.json)
+
+    listed()
+
+
+@pytest.mark.parametrize(
+    "cursor",
+    ["0.00", "1.eda080", "1.ff", "1.c0af", "99999999999999999." + "f4908080" * 255, "0.", "00000000000000001.61"],
+)
+def test_text_keys_no_column_can_hold_are_still_positions(client, token, cursor):
+    # NUL, an encoded surrogate, bytes that are not UTF-8, the largest: read as U+FFFD.
+    assert client.get("/api/jobs", query_string={"cursor": cursor}, headers=bearer(token)).status_code == 200
+
+
+@pytest.mark.parametrize(
+    "key_type, cursor",
+    [(str, "1.ABCD"), (str, "1.abc"), (str, "1.ab\n"), (str, "١.ab"), (str, "123"), (str, ".ab"),
+     (str, "1." + "00" * 1021), (str, "123456789012345678.ab"), (str, "1 .ab"), (str, "-1.ab"),
+     (int, "1.ab"), (int, "1.1234567890123456789"), (int, "1.-1"), (int, "1.")],
+)
+def test_anything_else_is_a_validation_error(client, token, key_type, cursor):
+    response = client.get(LIST[key_type], query_string={"cursor": cursor}, headers=bearer(token))
+    assert (response.status_code, response.json["error"]) == (400, "validation_error")
+
+
+@SETTINGS
+@given(
+    stamp=st.datetimes(datetime(1970, 1, 1), datetime(4999, 12, 31), timezones=st.just(timezone.utc)),
+    key=st.text(st.characters(exclude_categories=("Cs",), exclude_characters="\x00"), max_size=255)
+    | st.integers(min_value=1, max_value=10**18 - 1),  # identity ids: a sequence from 1
+)
+def test_a_cursor_names_exactly_the_row_it_was_made_from(stamp, key):
+    cursor = encode_cursor(stamp, key)
+    assert decode_cursor(cursor, type(key)) == (stamp, key)
+
+
+def test_pages_through_ids_of_any_text_in_order(session):
+    """Rows created in the same microsecond, ids beyond ASCII: every row once, newest first."""
+    admin = User(external_id="cursor-pages", is_admin=True)
+    session.add(admin)
+    now = datetime(2026, 1, 1, 12, 0, 0, 123456, tzinfo=timezone.utc)
+    ids = ["a-1", "é-2", "日本-3", "😀-4", "z-5", "Z-6"]
+    for job_id in ids:
+        session.add(Job(id=job_id, job_type="cursor.pages", status="pending", progress=0, params={}, source="api",
+                        attempts=0, revision=1, created_at=now, updated_at=now))
+    session.flush()
+    seen, cursor = [], None
+    while True:
+        rows, cursor = jobs.list_jobs(session, admin, job_type="cursor.pages", limit=1, cursor=cursor)
+        seen += [row.id for row in rows]
+        if cursor is None:
+            break
+    assert sorted(seen) == sorted(ids) and len(seen) == len(ids)
+    in_database_order = [row.id for row in jobs.list_jobs(session, admin, job_type="cursor.pages", limit=10)[0]]
+    assert seen == in_database_order
