@@ -27,14 +27,16 @@ SIGNATURES = DeliverySignature.__table__
 BATCH = 50
 # A delivery is known by its id (unique per endpoint). A request signed with the HMAC scheme
 # is also known by its signature, since its id headers are not signed: every signature
-# verified is kept in delivery_signatures with the id of the delivery its request names, the
-# original's and each of a sender's retries' alike (a retry is signed again, with a new
-# timestamp). An item is inserted only if it is unsigned or this statement claimed its
-# signature; the others are found afterwards, by the delivery their signature names or by
-# their id, and counted as duplicates. The primary keys decide between two web processes
-# recording the same delivery at once: the second waits for the first's commit.
-# PostgreSQL: one statement, so with an autocommit connection a batch without repeats is
-# one round trip, and a signature is never claimed without its delivery. The same text for
+# verified, the original's and each of a sender's retries' (signed again with a new
+# timestamp), is kept in delivery_signatures with the id of the delivery its request names,
+# until no replay could pass the timestamp check (shared.sweeps.forget_signatures). An item
+# is inserted only if it is unsigned or its signature was claimed by this statement; the
+# others are found afterwards, by the delivery their signature names or by their id, and
+# counted as duplicates. The primary keys decide between two web processes recording the
+# same delivery at once: the second waits for the first's commit.
+# PostgreSQL: one statement, so a signature is never claimed without its delivery and, on
+# an autocommit connection, a batch without repeats is one round trip. Each new row comes
+# back with the position of its item (the first inserted under its id). The same text for
 # every batch, its columns sent as arrays: SQLAlchemy's multi-row VALUES bound ten
 # parameters per row and rendered the statement anew for each batch size, four times the
 # CPU of this one for a batch of 11 (bench/README.md). Deliveries are inserted in the
