@@ -83,6 +83,11 @@ beat_schedule = {
         "schedule": timedelta(seconds=max(_every, 30)),
         "options": {"expires": max(_every, 30)},
     },
+    "forget-signatures": {
+        "task": "workers.sweeps.forget_signatures",
+        "schedule": timedelta(seconds=max(_every, 60)),
+        "options": {"expires": max(_every, 60)},
+    },
     "canary": {
         "task": "workers.sweeps.canary",
         "schedule": timedelta(seconds=_every),

@@ -7,46 +7,74 @@ import json
 import logging
 from dataclasses import dataclass
 from datetime import datetime
+from typing import NamedTuple
 
-from sqlalchemy import Connection, and_, case, delete, func, or_, select, tuple_, update
+from sqlalchemy import Connection, and_, case, delete, func, null, or_, select, tuple_, union_all, update
 from sqlalchemy.orm import Session
 
 from shared import artifacts, lifecycle
 from shared.callbacks import ENDPOINTS, Callback, Endpoint, PayloadError, load
 from shared.db import INSERT, dialect, insert_ignoring_conflict, milliseconds_since
 from shared.jobs import get_or_create_user, notify, touch
-from shared.models import Delivery, Job, JobEvent, utcnow
+from shared.models import Delivery, DeliverySignature, Job, JobEvent, utcnow
 
 log = logging.getLogger(__name__)
 
 DELIVERIES = Delivery.__table__
+SIGNATURES = DeliverySignature.__table__
 # At most this many deliveries per INSERT at the ingress, and per message and transaction
 # in the workers.
 BATCH = 50
-# A delivery is known by its id and, when signed with the HMAC scheme, by its signature
-# (two unique indexes). New deliveries are inserted and their rows come back; one already
-# recorded under either is left alone by the INSERT, then found and counted as a duplicate.
-# The database decides between two web processes recording the same delivery at once, and
-# with an autocommit connection a batch without repeats is one statement in one round trip.
-# PostgreSQL: the same text for every batch, its columns sent as arrays. SQLAlchemy's
-# multi-row VALUES bound ten parameters per row and rendered the statement anew for each
-# batch size: four times the CPU of this one for a batch of 11 (bench/README.md).
-_RECORD_POSTGRESQL = """INSERT INTO deliveries (endpoint, delivery_id, signature, job_id, status, body, headers,
-                        received_at, last_enqueued_at, attempts, duplicates)
-SELECT endpoint, delivery_id, signature, job_id, status, body, headers::json, %(now)s, %(now)s, 0, 0
-FROM unnest(%(endpoint)s::text[], %(delivery_id)s::text[], %(signature)s::text[], %(job_id)s::text[],
-            %(status)s::text[], %(body)s::bytea[], %(headers)s::text[])
-     AS batch(endpoint, delivery_id, signature, job_id, status, body, headers)
-ON CONFLICT DO NOTHING
-RETURNING id, endpoint, delivery_id, signature, job_id"""
-# SQLite (the embedded default): SQLAlchemy's executemany, built once.
+# A delivery is known by its id (unique per endpoint). A request signed with the HMAC scheme
+# is also known by its signature, since its id headers are not signed: every signature
+# verified, the original's and each of a sender's retries' (signed again with a new
+# timestamp), is kept in delivery_signatures with the id of the delivery its request names,
+# until no replay could pass the timestamp check (shared.sweeps.forget_signatures). An item
+# is inserted only if it is unsigned or its signature was claimed by this statement; the
+# others are found afterwards, by the delivery their signature names or by their id, and
+# counted as duplicates. The primary keys decide between two web processes recording the
+# same delivery at once: the second waits for the first's commit.
+# PostgreSQL: one statement, so a signature is never claimed without its delivery and, on
+# an autocommit connection, a batch without repeats is one round trip. Each new row comes
+# back with the position of its item (the first inserted under its id). The same text for
+# every batch, its columns sent as arrays: SQLAlchemy's multi-row VALUES bound ten
+# parameters per row and rendered the statement anew for each batch size, four times the
+# CPU of this one for a batch of 11 (bench/README.md). Deliveries are inserted in the
+# batch's order, the order their ids give for applying them; that sort reads every claim
+# first, and signatures are claimed in key order, so two batches claiming the same ones
+# wait for each other instead of deadlocking.
+_RECORD_POSTGRESQL = """WITH batch AS (
+    SELECT * FROM unnest(%(endpoint)s::text[], %(delivery_id)s::text[], %(signature)s::text[], %(job_id)s::text[],
+                         %(status)s::text[], %(body)s::bytea[], %(headers)s::text[]) WITH ORDINALITY
+        AS batch(endpoint, delivery_id, signature, job_id, status, body, headers, position)
+), claimed AS (
+    INSERT INTO delivery_signatures (endpoint, signature, delivery_id, seen_at)
+    SELECT DISTINCT ON (endpoint, signature) endpoint, signature, delivery_id, %(now)s
+    FROM batch WHERE signature IS NOT NULL
+    ORDER BY endpoint, signature, position
+    ON CONFLICT (endpoint, signature) DO NOTHING
+    RETURNING endpoint, signature, delivery_id
+), eligible AS (
+    SELECT * FROM batch
+    WHERE signature IS NULL
+       OR (endpoint, signature, delivery_id) IN (SELECT endpoint, signature, delivery_id FROM claimed)
+), inserted AS (
+    INSERT INTO deliveries (endpoint, delivery_id, job_id, status, body, headers, received_at, last_enqueued_at,
+                            attempts, duplicates)
+    SELECT endpoint, delivery_id, job_id, status, body, headers::json, %(now)s, %(now)s, 0, 0
+    FROM eligible ORDER BY position
+    ON CONFLICT (endpoint, delivery_id) DO NOTHING
+    RETURNING id, endpoint, delivery_id, job_id
+)
+SELECT DISTINCT ON (inserted.id) eligible.position - 1 AS position, inserted.id, inserted.delivery_id, inserted.job_id
+FROM inserted JOIN eligible USING (endpoint, delivery_id)
+ORDER BY inserted.id, eligible.position"""
+# SQLite (the embedded default): item by item in the caller's transaction, statements built once.
+_CLAIM_SQLITE = INSERT["sqlite"](SIGNATURES).on_conflict_do_nothing()
 _RECORD_SQLITE = (
     INSERT["sqlite"](DELIVERIES)
     .on_conflict_do_nothing()
-    .returning(
-        DELIVERIES.c.id, DELIVERIES.c.endpoint, DELIVERIES.c.delivery_id, DELIVERIES.c.signature,
-        DELIVERIES.c.job_id,
-    )
+    .returning(DELIVERIES.c.id, DELIVERIES.c.delivery_id, DELIVERIES.c.job_id)
 )
 
 # The headers worth keeping with a delivery: what identifies and authenticates it.
@@ -116,33 +144,33 @@ class Recorded:
 
 def record_many(connection: Connection, batch: list[Incoming]) -> list[Recorded]:
     """Record accepted deliveries; each one already recorded (before, or earlier in the same
-    batch) under its id or its signature is found instead and counted as a duplicate.
+    batch) under its id, or its signature, is found instead and counted as a duplicate.
 
-    One statement when nothing conflicts: with an autocommit connection, the batch is
-    committed when this returns.
+    PostgreSQL: one statement when nothing conflicts; with an autocommit connection, the
+    batch is committed when this returns.
     """
     recorded: list[Recorded | None] = [None] * len(batch)
     waiting = list(range(len(batch)))
     while waiting:
-        inserted = _insert(connection, [batch[index] for index in waiting])
-        new = {(row.endpoint, row.delivery_id, row.signature): row for row in inserted}
-        conflicted = []
-        for index in waiting:
-            item = batch[index]
-            # A row answers the first item that carries its identity; any other one conflicted.
-            row = new.pop((item.endpoint, item.delivery_id, item.signature), None)
-            if row is None:
-                conflicted.append(index)
-            else:
-                recorded[index] = Recorded(row.id, row.delivery_id, row.job_id, duplicate=False)
+        for row in _insert(connection, [batch[index] for index in waiting]):
+            recorded[waiting[row.position]] = Recorded(row.id, row.delivery_id, row.job_id, duplicate=False)
+        conflicted = [index for index in waiting if recorded[index] is None]
         waiting = _count_duplicates(connection, batch, conflicted, recorded)
     return recorded  # type: ignore[return-value]
 
 
-def _insert(connection: Connection, items: list[Incoming]):
+class _New(NamedTuple):
+    position: int  # in the items given to _insert
+    id: int
+    delivery_id: str
+    job_id: str
+
+
+def _insert(connection: Connection, items: list[Incoming]) -> list[_New]:
+    """Claim the items' signatures, insert the items that are new; the rows inserted."""
     now = utcnow()
     if connection.dialect.name == "postgresql":
-        return connection.exec_driver_sql(_RECORD_POSTGRESQL, {
+        return [_New(*row) for row in connection.exec_driver_sql(_RECORD_POSTGRESQL, {
             "now": now,
             "endpoint": [item.endpoint for item in items],
             "delivery_id": [item.delivery_id for item in items],
@@ -151,39 +179,58 @@ def _insert(connection: Connection, items: list[Incoming]):
             "status": [item.status for item in items],
             "body": [item.body for item in items],
             "headers": [json.dumps(item.headers) for item in items],
-        }).all()
-    return connection.execute(_RECORD_SQLITE, [
-        dict(endpoint=item.endpoint, delivery_id=item.delivery_id, signature=item.signature, job_id=item.job_id,
-             status=item.status, body=item.body, headers=item.headers, received_at=now, last_enqueued_at=now,
-             attempts=0, duplicates=0)
-        for item in items
-    ]).all()
+        })]
+    new = []
+    for position, item in enumerate(items):
+        if item.signature is not None:
+            claim = dict(endpoint=item.endpoint, signature=item.signature, delivery_id=item.delivery_id, seen_at=now)
+            if connection.execute(_CLAIM_SQLITE, claim).rowcount != 1:
+                continue
+        row = connection.execute(_RECORD_SQLITE, dict(
+            endpoint=item.endpoint, delivery_id=item.delivery_id, job_id=item.job_id, status=item.status,
+            body=item.body, headers=item.headers, received_at=now, last_enqueued_at=now, attempts=0, duplicates=0,
+        )).first()
+        if row is not None:
+            new.append(_New(position, *row))
+    return new
 
 
 def _count_duplicates(connection: Connection, batch: list[Incoming], conflicted: list[int], recorded) -> list[int]:
-    """Answer each conflicted item with the row it repeats, and count it there; the items
-    whose row is gone by now (retention deleted it) are returned, to be inserted again."""
+    """Answer each conflicted item with the delivery it repeats, and count it there: the one
+    its signature names, else the one of its id. The items whose delivery is gone by now
+    (deleted) are returned, to be inserted again, their signatures no longer naming it."""
     if not conflicted:
         return []
     items = [batch[index] for index in conflicted]
-    rows = connection.execute(
-        select(DELIVERIES.c.id, DELIVERIES.c.endpoint, DELIVERIES.c.delivery_id, DELIVERIES.c.signature,
-               DELIVERIES.c.job_id)
-        .where(or_(
-            tuple_(DELIVERIES.c.endpoint, DELIVERIES.c.delivery_id).in_(
-                sorted({(item.endpoint, item.delivery_id) for item in items})),
-            tuple_(DELIVERIES.c.endpoint, DELIVERIES.c.signature).in_(
-                sorted({(item.endpoint, item.signature) for item in items if item.signature})),
-        ))
-    ).all()
-    by_id = {(row.endpoint, row.delivery_id): row for row in rows}
-    by_signature = {(row.endpoint, row.signature): row for row in rows if row.signature}
+    # One round trip: the deliveries the signatures name (NULL where one is gone), and
+    # those of the ids.
+    by_signature = (
+        select(SIGNATURES.c.endpoint, SIGNATURES.c.signature, SIGNATURES.c.delivery_id.label("named"),
+               DELIVERIES.c.id, DELIVERIES.c.delivery_id, DELIVERIES.c.job_id)
+        .select_from(SIGNATURES.outerjoin(DELIVERIES, and_(
+            DELIVERIES.c.endpoint == SIGNATURES.c.endpoint, DELIVERIES.c.delivery_id == SIGNATURES.c.delivery_id,
+        )))
+        .where(tuple_(SIGNATURES.c.endpoint, SIGNATURES.c.signature).in_(
+            sorted({(item.endpoint, item.signature) for item in items if item.signature})))
+    )
+    by_id = (
+        select(DELIVERIES.c.endpoint, null().label("signature"), DELIVERIES.c.delivery_id.label("named"),
+               DELIVERIES.c.id, DELIVERIES.c.delivery_id, DELIVERIES.c.job_id)
+        .where(tuple_(DELIVERIES.c.endpoint, DELIVERIES.c.delivery_id).in_(
+            sorted({(item.endpoint, item.delivery_id) for item in items})))
+    )
+    rows = connection.execute(union_all(by_signature, by_id)).all()
+    named = {(row.endpoint, row.signature): row for row in rows if row.signature is not None}
+    ids = {(row.endpoint, row.named): row for row in rows if row.signature is None}
     counts: dict[int, int] = {}
-    gone = []
+    gone, stale = [], set()
     for index, item in zip(conflicted, items):
         # What was signed first: a replay under another X-Delivery-Id is the signed request's.
-        row = by_signature.get((item.endpoint, item.signature)) or by_id.get((item.endpoint, item.delivery_id))
-        if row is None:
+        signed = named.get((item.endpoint, item.signature))
+        row = signed if signed is not None else ids.get((item.endpoint, item.delivery_id))
+        if row is None or row.id is None:
+            if signed is not None:
+                stale.add((item.endpoint, item.signature, signed.named))
             gone.append(index)
             continue
         recorded[index] = Recorded(row.id, row.delivery_id, row.job_id, duplicate=True)
@@ -193,6 +240,12 @@ def _count_duplicates(connection: Connection, batch: list[Incoming], conflicted:
             update(DELIVERIES).where(DELIVERIES.c.id.in_(counts))
             .values(duplicates=DELIVERIES.c.duplicates + case(counts, value=DELIVERIES.c.id, else_=0))
         )
+    if stale:
+        # Only while it still names the deleted delivery: another process may have freed
+        # and claimed it again meanwhile.
+        connection.execute(delete(SIGNATURES).where(
+            tuple_(SIGNATURES.c.endpoint, SIGNATURES.c.signature, SIGNATURES.c.delivery_id).in_(sorted(stale))
+        ))
     return gone
 
 

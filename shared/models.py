@@ -1,4 +1,4 @@
-"""Tables: users, API tokens, jobs, job events, deliveries, notifications, heartbeats."""
+"""Tables: users, API tokens, jobs, job events, deliveries and their signatures, notifications, heartbeats."""
 
 from __future__ import annotations
 
@@ -143,8 +143,6 @@ class Delivery(Base):
     __table_args__ = (
         UniqueConstraint("endpoint", "delivery_id", name="uq_deliveries_endpoint_delivery_id"),
         Index("ix_deliveries_unapplied", "applied_at", "last_enqueued_at"),
-        # A signed request seen again under other unsigned id headers is the same delivery.
-        Index("uq_deliveries_endpoint_signature", "endpoint", "signature", unique=True),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
@@ -162,8 +160,23 @@ class Delivery(Base):
     # The canonical status the sender reported, and how long applying it took: /metrics.
     status: Mapped[Optional[str]] = mapped_column(String(16))
     apply_ms: Mapped[Optional[int]] = mapped_column(Integer)
-    # Hex of the verified HMAC (X-Signature scheme): what identifies a replay of the request.
-    signature: Mapped[Optional[str]] = mapped_column(String(64))
+
+
+class DeliverySignature(Base):
+    """A verified HMAC (X-Signature scheme) and the delivery its request names.
+
+    X-Delivery-Id and Idempotency-Key are not signed: a signed request replayed under other
+    id headers is known by its signature. Every signature verified is kept, the original's
+    and each of a sender's retries', for as long as its timestamp could still pass the
+    check (shared.sweeps.forget_signatures).
+    """
+
+    __tablename__ = "delivery_signatures"
+
+    endpoint: Mapped[str] = mapped_column(String(64), primary_key=True)
+    signature: Mapped[str] = mapped_column(String(64), primary_key=True)  # 64 lowercase hex digits
+    delivery_id: Mapped[str] = mapped_column(String(255))
+    seen_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
 
 
 class JobImage(Base):

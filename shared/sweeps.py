@@ -3,19 +3,27 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, tuple_, update
 from sqlalchemy.orm import Session
 
 from shared import lifecycle
 from shared.db import insert_ignoring_conflict, make_engine, make_sessionmaker
 from shared.deliveries import notify_outcome
 from shared.jobs import touch
-from shared.models import Delivery, Heartbeat, Job, utcnow
+from shared.models import Delivery, DeliverySignature, Heartbeat, Job, utcnow
 from shared.settings import Settings
 
 BATCH = 500
+# Signatures deleted per statement (and transaction): short row locks, bounded undo.
+SIGNATURE_BATCH = 1000
+# A signature must be kept while a replay of its request could still pass the timestamp
+# check: the timestamp was within the tolerance of our clock when the request was first
+# seen and must be within it of our clock at the replay, so up to twice the tolerance
+# later. The margin covers timestamps compared in whole seconds, a verified request
+# waiting for the writer, and clocks that differ between the web's and a worker's machines.
+SIGNATURE_MARGIN = 60
 
 
 def unapplied_deliveries(session: Session, settings: Settings) -> list[int]:
@@ -41,6 +49,21 @@ def unapplied_deliveries(session: Session, settings: Settings) -> list[int]:
         .values(last_enqueued_at=now)
         .returning(Delivery.id)
     ).all())
+
+
+def forget_signatures(session: Session, settings: Settings, now: datetime, limit: int = SIGNATURE_BATCH) -> int:
+    """Delete up to `limit` kept signatures that no replay could pass the timestamp check
+    with any more (shared.deliveries); how many were deleted."""
+    cutoff = now - timedelta(seconds=2 * settings.tolerance_seconds + SIGNATURE_MARGIN)
+    key = tuple_(DeliverySignature.endpoint, DeliverySignature.signature)
+    # SKIP LOCKED: two sweeps at once delete different rows instead of waiting for each other.
+    oldest = (
+        select(DeliverySignature.endpoint, DeliverySignature.signature)
+        .where(DeliverySignature.seen_at < cutoff)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    return session.execute(delete(DeliverySignature.__table__).where(key.in_(oldest))).rowcount
 
 
 def due_dispatches(session: Session) -> list[str]:

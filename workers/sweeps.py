@@ -1,10 +1,12 @@
-"""Beat tasks: redeliver unapplied deliveries, send due dispatches, time out silent jobs."""
+"""Beat tasks: redeliver unapplied deliveries, send due dispatches, time out silent jobs,
+forget the signatures kept against replays once they are stale."""
 
 from __future__ import annotations
 
 import logging
 
 from shared import deliveries, sweeps
+from shared.models import utcnow
 from shared.queue import APPLY_DELIVERIES, DISPATCH_JOB, celery_app, enqueue
 from workers.context import settings, transaction
 
@@ -41,6 +43,20 @@ def watchdog() -> int:
     if job_ids:
         log.warning("timed out %d silent jobs: %s", len(job_ids), ", ".join(job_ids[:20]))
     return len(job_ids)
+
+
+@celery_app.task(name="workers.sweeps.forget_signatures")
+def forget_signatures() -> int:
+    """Delete the signatures kept against replays that the timestamp check now refuses anyway."""
+    now = utcnow()
+    forgotten = 0
+    while True:
+        # A transaction per batch: deleting a backlog never holds many rows locked at once.
+        with transaction() as session:
+            deleted = sweeps.forget_signatures(session, settings(), now, sweeps.SIGNATURE_BATCH)
+        forgotten += deleted
+        if deleted < sweeps.SIGNATURE_BATCH:
+            return forgotten
 
 
 @celery_app.task(name="workers.sweeps.canary")

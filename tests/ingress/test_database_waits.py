@@ -80,7 +80,8 @@ def test_a_statement_waiting_past_the_bound_is_503_and_logs_no_parameters(bounde
     assert_unavailable(hook)
     assert_unavailable(job)
     # Logged with their tracebacks, which name the statements, not what they carried.
-    assert "[SQL: INSERT INTO deliveries" in caplog.text and "[SQL: INSERT INTO jobs" in caplog.text, caplog.text
+    assert "[SQL: WITH batch" in caplog.text and "INSERT INTO deliveries" in caplog.text, caplog.text
+    assert "[SQL: INSERT INTO jobs" in caplog.text, caplog.text
     assert "parameters hidden" in caplog.text
     assert marker not in caplog.text
     # The pools recover by themselves.

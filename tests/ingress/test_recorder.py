@@ -40,7 +40,7 @@ def inserts_counted(engine):
     statements = []
 
     def count(_conn, _cursor, statement, *_):
-        if statement.startswith("INSERT INTO deliveries"):
+        if "INSERT INTO deliveries" in statement:  # the statement that records a batch
             statements.append(statement)
 
     event.listen(engine, "before_cursor_execute", count)

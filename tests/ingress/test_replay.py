@@ -73,6 +73,28 @@ def test_the_senders_own_retry_signed_again_is_a_duplicate(client, app):
     assert apply_all(app, first.json["job_id"]) == 1
 
 
+def test_a_capture_of_the_senders_retry_replayed_with_other_id_headers_is_applied_once(client, app):
+    """The retry is signed again (a new timestamp, so a new signature) under the same id: a
+    duplicate by that id. Whoever captures the retry and replays it within the tolerance
+    under another id, or none, replays the same delivery."""
+    body, delivery_id = callback(), "retry-" + uuid.uuid4().hex
+    now = int(time.time())
+    signed_at = {ts: hmac_headers(N8N_SECRET, body, ts, **{"X-Delivery-Id": delivery_id}) for ts in (now - 5, now)}
+    original, retry = (client.post(HOOK, data=body, headers=headers) for headers in signed_at.values())
+    captured = signed_at[now]
+    assert (original.json["duplicate"], retry.json["duplicate"]) == (False, True)
+    bare = {key: value for key, value in captured.items() if key != "X-Delivery-Id"}
+    for headers in (
+        {**bare, "X-Delivery-Id": "forged-" + uuid.uuid4().hex},
+        {**bare, "Idempotency-Key": "forged-" + uuid.uuid4().hex},
+        bare,
+    ):
+        replay = client.post(HOOK, data=body, headers=headers)
+        assert replay.status_code == 200
+        assert (replay.json["duplicate"], replay.json["delivery_id"]) == (True, delivery_id), headers
+    assert apply_all(app, original.json["job_id"]) == 1
+
+
 @pytest.mark.parametrize("name", ["X-Delivery-Id", "Idempotency-Key"])
 def test_an_id_header_longer_than_255_characters_is_refused_never_cut(client, app, name):
     body = callback()

@@ -26,7 +26,7 @@ def test_a_recorded_callback_is_one_statement_on_its_connection(app, client, eng
         assert pool.pool.checkedin() == 0
     # Not BEGIN, COMMIT, nor the SET default_transaction_isolation with which psycopg2 undid a
     # shared pool's switch to autocommit when the connection went back.
-    assert last_statement(engine, pid).startswith("INSERT INTO deliveries")
+    assert last_statement(engine, pid).startswith("WITH batch AS")  # shared.deliveries._RECORD_POSTGRESQL
 
 
 def test_a_statement_is_bounded_by_the_timeout_and_the_pool_recovers(database_url):

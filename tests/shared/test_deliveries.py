@@ -1,6 +1,7 @@
-"""shared.deliveries.record_many: a delivery is known by its id and by its verified HMAC
-signature; a repeat of either is a duplicate of the row first recorded, whatever batch,
-connection or process it comes in. On PostgreSQL (arrays, autocommit) and SQLite."""
+"""shared.deliveries.record_many: a delivery is known by its id and by every verified HMAC
+signature of a request naming it (the original's and each retry's); a repeat of either is a
+duplicate of the row first recorded, whatever batch, connection or process it comes in. On
+PostgreSQL (arrays, autocommit) and SQLite."""
 
 import threading
 import uuid
@@ -11,8 +12,8 @@ from sqlalchemy import event, select
 from helpers.postgres import insert_waiting
 from shared import deliveries
 from shared.db import autocommit_engine, make_engine
-from shared.deliveries import Incoming, record_many
-from shared.models import Delivery
+from shared.deliveries import Incoming, Recorded, record_many
+from shared.models import Delivery, DeliverySignature
 
 ENDPOINT = "n8n.job_status"
 
@@ -73,14 +74,27 @@ def stored(engine, pk):
         return connection.execute(select(Delivery.__table__).where(Delivery.id == pk)).one()
 
 
+def named(engine, sig, endpoint=ENDPOINT):
+    """The delivery id a stored signature names; None when it is not stored."""
+    with engine.connect() as connection:
+        return connection.scalar(select(DeliverySignature.delivery_id).where(
+            DeliverySignature.endpoint == endpoint, DeliverySignature.signature == sig))
+
+
 def test_new_deliveries_are_one_statement(record):
     batch = [item(signature=signature()) for _ in range(5)] + [item() for _ in range(5)]
     results = record(batch)
     assert [r.duplicate for r in results] == [False] * 10
     assert [r.delivery_id for r in results] == [i.delivery_id for i in batch]
     assert len({r.pk for r in results}) == 10
-    assert [s.split()[0] for s in record.statements if not s.startswith("BEGIN")] == ["INSERT"]
-    assert stored(record.engine, results[0].pk).signature == batch[0].signature
+    assert results == sorted(results, key=lambda r: r.pk), "ids out of the batch's order"
+    sent = [s for s in record.statements if not s.startswith("BEGIN")]
+    if record.engine.dialect.name == "postgresql":
+        assert len(sent) == 1, sent
+    else:  # item by item: a claim per signature and an INSERT per delivery, nothing looked up
+        tables = [s.split()[2] for s in sent if s.startswith("INSERT INTO")]
+        assert (len(sent), tables) == (15, ["delivery_signatures", "deliveries"] * 5 + ["deliveries"] * 5), sent
+    assert [named(record.engine, i.signature) for i in batch[:5]] == [i.delivery_id for i in batch[:5]]
 
 
 def test_a_signed_request_replayed_under_other_ids_is_the_first_one(record):
@@ -92,7 +106,7 @@ def test_a_signed_request_replayed_under_other_ids_is_the_first_one(record):
     # Answered as the recorded delivery: its row, its delivery id, its job.
     assert {(r.pk, r.delivery_id, r.job_id) for r in results} == {(first.pk, first.delivery_id, first.job_id)}
     row = stored(record.engine, first.pk)
-    assert (row.duplicates, row.delivery_id, row.signature) == (5, first.delivery_id, sig)
+    assert (row.duplicates, row.delivery_id, named(record.engine, sig)) == (5, first.delivery_id, first.delivery_id)
     with record.engine.connect() as connection:
         forged = [i.delivery_id for i in replays]
         assert connection.scalar(select(Delivery.id).where(Delivery.delivery_id.in_(forged))) is None
@@ -103,6 +117,50 @@ def test_a_retry_signed_again_under_the_same_id_is_a_duplicate(record):
     recorded = record([first])[0]
     retry = record([item(first.delivery_id, signature())])[0]
     assert (retry.duplicate, retry.pk, retry.delivery_id) == (True, recorded.pk, first.delivery_id)
+
+
+def test_a_retry_replayed_under_other_ids_is_the_delivery_it_retried(record):
+    """The sender's retry, signed again with a new timestamp under the same id, is a
+    duplicate by its id; its signature is kept too, so a capture of the retry replayed under
+    another id, or none (the body's hash), is the same delivery."""
+    original = item(signature=signature())
+    first = record([original])[0]
+    retry = item(original.delivery_id, signature())
+    assert record([retry])[0] == Recorded(first.pk, original.delivery_id, first.job_id, duplicate=True)
+    # Under another X-Delivery-Id or Idempotency-Key, and with none: the body's hash.
+    replays = [item(f"forged-{uuid.uuid4()}", retry.signature), item(f"sha256:{signature()}", retry.signature)]
+    results = record(replays[:1]) + record(replays[1:])
+    assert [(r.pk, r.delivery_id, r.duplicate) for r in results] == [(first.pk, original.delivery_id, True)] * 2
+    assert stored(record.engine, first.pk).duplicates == 3
+    assert named(record.engine, retry.signature) == original.delivery_id
+    with record.engine.connect() as connection:
+        forged = [i.delivery_id for i in replays]
+        assert connection.scalar(select(Delivery.id).where(Delivery.delivery_id.in_(forged))) is None
+
+
+def test_a_retry_and_its_replay_in_the_batch_of_the_original(record):
+    original = item(signature=signature())
+    retry = item(original.delivery_id, signature())
+    replay = item(f"forged-{uuid.uuid4()}", retry.signature)
+    results = record([original, retry, replay])
+    assert [r.duplicate for r in results] == [False, True, True]
+    assert {(r.pk, r.delivery_id) for r in results} == {(results[0].pk, original.delivery_id)}
+    assert stored(record.engine, results[0].pk).duplicates == 2
+
+
+@pytest.mark.parametrize("replay_first", [True, False])
+def test_a_replay_and_a_new_delivery_under_one_id_in_one_batch(record, replay_first):
+    """A replay forged under the id of a new delivery in the same batch: the new one is
+    recorded under its id, the replay is the delivery its signature names."""
+    signed = item(signature=signature())
+    first = record([signed])[0]
+    shared_id = f"rec-{uuid.uuid4()}"
+    replay, new = item(shared_id, signed.signature), item(shared_id, signature(), job_id="the-new-one")
+    batch = [replay, new] if replay_first else [new, replay]
+    results = dict(zip(("replay", "new") if replay_first else ("new", "replay"), record(batch)))
+    assert (results["replay"].pk, results["replay"].duplicate) == (first.pk, True)
+    assert (results["new"].delivery_id, results["new"].job_id) == (shared_id, "the-new-one")
+    assert results["new"].duplicate is False
 
 
 def test_the_same_signature_on_another_endpoint_is_another_delivery(record):
@@ -162,6 +220,30 @@ def test_two_processes_recording_the_same_signed_request_the_database_decides(en
         assert (result[0].duplicate, result[0].delivery_id) == (False, ours.delivery_id)
 
 
+@pytest.mark.parametrize("outcome", ["commit", "rollback"])
+def test_a_retry_replayed_while_the_retry_is_being_recorded_the_database_decides(engine, pg_autocommit, outcome):
+    """Another web process records the sender's retry (a duplicate by id, its signature
+    new), not yet committed; a replay of that retry under another id waits for it, then is
+    a duplicate of the delivery retried (committed) or a delivery of its own (rolled back)."""
+    original = item(signature=signature())
+    first = _record(pg_autocommit, [original])[0]
+    retry = item(original.delivery_id, signature())
+    replay = item("replay-" + uuid.uuid4().hex, retry.signature)
+    result = []
+    with engine.connect() as other_process:
+        transaction = other_process.begin()
+        assert record_many(other_process, [retry])[0] == Recorded(first.pk, original.delivery_id, first.job_id, True)
+        thread = threading.Thread(target=lambda: result.extend(_record(pg_autocommit, [replay])))
+        thread.start()
+        insert_waiting(engine)
+        (transaction.commit if outcome == "commit" else transaction.rollback)()
+    thread.join(10)
+    if outcome == "commit":
+        assert (result[0].duplicate, result[0].pk, result[0].delivery_id) == (True, first.pk, original.delivery_id)
+    else:
+        assert (result[0].duplicate, result[0].delivery_id) == (False, replay.delivery_id)
+
+
 def _record(pool, batch):
     with pool.begin() as connection:
         return record_many(connection, batch)
@@ -177,7 +259,7 @@ def test_a_row_deleted_between_the_conflict_and_its_lookup_is_recorded_again(eng
     deleted = []
 
     def delete_first(_conn, _cursor, statement, *_):
-        if statement.startswith("SELECT deliveries.id") and not deleted:
+        if statement.startswith("SELECT") and not deleted:
             with engine.begin() as connection:
                 deleted.append(connection.execute(Delivery.__table__.delete().where(Delivery.id == old.pk)).rowcount)
 
@@ -188,6 +270,7 @@ def test_a_row_deleted_between_the_conflict_and_its_lookup_is_recorded_again(eng
         event.remove(pg_autocommit, "before_cursor_execute", delete_first)
     assert deleted == [1]
     assert (result.duplicate, result.delivery_id) == (False, again.delivery_id) and result.pk != old.pk
+    assert named(pg_autocommit, sig) == again.delivery_id
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,4 @@
-"""delivery signature, heartbeat detail
+"""delivery signatures, heartbeat detail
 
 Revision ID: 0003
 Revises: 0002
@@ -6,6 +6,7 @@ Create Date: 2026-12-08 00:20:00
 """
 from alembic import op
 import sqlalchemy as sa
+import shared.models
 
 
 revision = '0003'
@@ -15,9 +16,14 @@ depends_on = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table('deliveries') as batch_op:
-        batch_op.add_column(sa.Column('signature', sa.String(length=64), nullable=True))
-    op.create_index('uq_deliveries_endpoint_signature', 'deliveries', ['endpoint', 'signature'], unique=True)
+    op.create_table('delivery_signatures',
+    sa.Column('endpoint', sa.String(length=64), nullable=False),
+    sa.Column('signature', sa.String(length=64), nullable=False),
+    sa.Column('delivery_id', sa.String(length=255), nullable=False),
+    sa.Column('seen_at', shared.models.UTCDateTime(timezone=True), nullable=False),
+    sa.PrimaryKeyConstraint('endpoint', 'signature')
+    )
+    op.create_index('ix_delivery_signatures_seen_at', 'delivery_signatures', ['seen_at'])
     with op.batch_alter_table('heartbeats') as batch_op:
         batch_op.add_column(sa.Column('detail', sa.Text(), nullable=True))
 
@@ -25,6 +31,5 @@ def upgrade() -> None:
 def downgrade() -> None:
     with op.batch_alter_table('heartbeats') as batch_op:
         batch_op.drop_column('detail')
-    op.drop_index('uq_deliveries_endpoint_signature', table_name='deliveries')
-    with op.batch_alter_table('deliveries') as batch_op:
-        batch_op.drop_column('signature')
+    op.drop_index('ix_delivery_signatures_seen_at', table_name='delivery_signatures')
+    op.drop_table('delivery_signatures')
