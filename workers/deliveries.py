@@ -33,8 +33,8 @@ def apply(self, *, delivery_pks: list[int] | None = None, delivery_pk: int | Non
     attempt_counted = bool((self.request.delivery_info or {}).get("redelivered"))
     if len(delivery_pks) > 1 and not attempt_counted:
         try:
-            with transaction() as session:
-                outcomes = deliveries.apply(session, delivery_pks, max_attempts)
+            with transaction() as work:
+                outcomes = deliveries.apply(work.session, delivery_pks, max_attempts)
         except Exception as exc:
             log.warning("batch of %d deliveries failed (%s: %s); applying them one by one",
                         len(delivery_pks), type(exc).__name__, exc)
@@ -52,20 +52,20 @@ def _apply_one(pk: int, max_attempts: int, *, attempt_counted: bool) -> bool:
     """Apply one delivery in its own transaction; False when it (or an earlier one of its job)
     failed. With `attempt_counted`, its attempt is counted first, committed on its own."""
     if attempt_counted:
-        with transaction() as session:
-            if deliveries.begin_attempt(session, pk, max_attempts) is None:
+        with transaction() as work:
+            if deliveries.begin_attempt(work.session, pk, max_attempts) is None:
                 log.info("delivery %s: already applied or given up", pk)
                 return True
     try:
-        with transaction() as session:
-            outcomes = deliveries.apply(session, [pk], max_attempts, attempt_counted=attempt_counted)
+        with transaction() as work:
+            outcomes = deliveries.apply(work.session, [pk], max_attempts, attempt_counted=attempt_counted)
     except Exception as exc:
         # An earlier delivery of the same job may be the one that failed: the error and the
         # attempt are its own (not counted yet), and this one waits for it (applied, or given up).
         culprit, cause = (exc.pk, exc.__cause__) if isinstance(exc, deliveries.DeliveryFailed) else (pk, exc)
-        with transaction() as session:
+        with transaction() as work:
             error = f"{type(cause).__name__}: {cause}"
-            deliveries.record_failure(session, culprit, error, attempt_counted=attempt_counted and culprit == pk)
+            deliveries.record_failure(work.session, culprit, error, attempt_counted=attempt_counted and culprit == pk)
         if culprit == pk:
             log.exception("delivery %s failed; the sweep will retry it", pk)
         else:

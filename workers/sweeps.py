@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import logging
 
-from shared import deliveries, sweeps
-from shared.queue import APPLY_DELIVERIES, DISPATCH_JOB, celery_app, enqueue
+from shared import sweeps
+from shared.queue import DISPATCH_JOB, celery_app
 from workers.context import settings, transaction
 
 log = logging.getLogger(__name__)
@@ -14,10 +14,9 @@ log = logging.getLogger(__name__)
 @celery_app.task(name="workers.sweeps.redeliver")
 def redeliver() -> int:
     """Enqueue again the deliveries recorded but not applied in time."""
-    with transaction() as session:
-        pks = sweeps.unapplied_deliveries(session, settings())
-    for start in range(0, len(pks), deliveries.BATCH):
-        enqueue(APPLY_DELIVERIES, delivery_pks=pks[start:start + deliveries.BATCH])
+    with transaction() as work:
+        pks = sweeps.unapplied_deliveries(work.session, settings())
+        work.enqueue_deliveries(pks)
     if pks:
         log.warning("redelivered %d unapplied deliveries", len(pks))
     return len(pks)
@@ -26,18 +25,18 @@ def redeliver() -> int:
 @celery_app.task(name="workers.sweeps.dispatch_due")
 def dispatch_due() -> int:
     """Enqueue the dispatch of every pending job whose attempt is due."""
-    with transaction() as session:
-        job_ids = sweeps.due_dispatches(session)
-    for job_id in job_ids:
-        enqueue(DISPATCH_JOB, job_id=job_id)
+    with transaction() as work:
+        job_ids = sweeps.due_dispatches(work.session)
+        for job_id in job_ids:
+            work.enqueue(DISPATCH_JOB, job_id=job_id)
     return len(job_ids)
 
 
 @celery_app.task(name="workers.sweeps.watchdog")
 def watchdog() -> int:
     """Fail the jobs n8n never called back about."""
-    with transaction() as session:
-        job_ids = sweeps.time_out_stale_jobs(session, settings())
+    with transaction() as work:
+        job_ids = sweeps.time_out_stale_jobs(work.session, settings())
     if job_ids:
         log.warning("timed out %d silent jobs: %s", len(job_ids), ", ".join(job_ids[:20]))
     return len(job_ids)
@@ -46,6 +45,6 @@ def watchdog() -> int:
 @celery_app.task(name="workers.sweeps.canary")
 def canary() -> str:
     """Prove beat schedules and a worker consumes: /readyz and /metrics show its age."""
-    with transaction() as session:
-        sweeps.beat(session, sweeps.CANARY)
+    with transaction() as work:
+        sweeps.beat(work.session, sweeps.CANARY)
     return "ok"
