@@ -369,12 +369,13 @@ def apply_change(session: Session, job: Job, change: lifecycle.Change) -> Applie
     Every change of every job goes through here (creation, callbacks, dispatch outcomes, the
     watchdog, cancel, retry, assign): its fields, its owner, its revision (the ETag), and the
     notification it earns, made once the job is as it says. What it did is returned, for
-    whoever must hear of it. A new job (not yet in the session) is inserted.
+    whoever must hear of it (a frontend's live updates, an application's webhooks). A new
+    job (not yet in the session) is inserted.
     """
     now = change.at or utcnow()
     fields = dict(change.fields)
     changed = {name: (getattr(job, name), value) for name, value in fields.items() if getattr(job, name) != value}
-    # The status apart: a change of it is a transition, what notifications and events follow.
+    # The one write of a job's status in the code, spelled out so that it can be found.
     job.status = fields.pop("status", job.status)
     for name, value in fields.items():
         setattr(job, name, value)
