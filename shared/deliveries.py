@@ -14,8 +14,8 @@ from sqlalchemy.orm import Session
 
 from shared import artifacts, lifecycle
 from shared.callbacks import ENDPOINTS, Callback, Endpoint, PayloadError, load
-from shared.db import INSERT, dialect, insert_ignoring_conflict, milliseconds_since
-from shared.jobs import get_or_create_user, notify, touch
+from shared.db import INSERT, dialect, milliseconds_since
+from shared.jobs import apply_change, get_or_create_user
 from shared.models import Delivery, DeliverySignature, Job, JobEvent, utcnow
 
 log = logging.getLogger(__name__)
@@ -264,10 +264,11 @@ def begin_attempt(session: Session, pk: int, max_attempts: int) -> int | None:
     )
 
 
-def record_failure(session: Session, pk: int, error: str, *, count_attempt: bool) -> None:
-    """Keep the error of a failed attempt (counting it, when the rolled-back claim did)."""
+def record_failure(session: Session, pk: int, error: str, *, attempt_counted: bool) -> None:
+    """Keep the error of a failed attempt, and count the attempt unless it is counted already
+    (begin_attempt): the claim that counted it otherwise was rolled back with the work."""
     values = {"last_error": error[:2000]}
-    if count_attempt:
+    if not attempt_counted:
         values["attempts"] = DELIVERIES.c.attempts + 1
     session.execute(update(DELIVERIES).where(DELIVERIES.c.id == pk).values(**values))
 
@@ -281,7 +282,7 @@ class DeliveryFailed(Exception):
         self.pk = pk
 
 
-def apply(session: Session, pks: list[int], max_attempts: int, *, counted: bool = False) -> list[str]:
+def apply(session: Session, pks: list[int], max_attempts: int, *, attempt_counted: bool = False) -> list[str]:
     """Apply recorded deliveries to their jobs, each exactly once and each job's in the order
     received (delivery id order). Returns what happened, for logs.
 
@@ -293,14 +294,14 @@ def apply(session: Session, pks: list[int], max_attempts: int, *, counted: bool 
     two workers whose batches share jobs wait for each other instead of deadlocking.
 
     The claim counts each delivery's attempt and leaves out those given up after
-    `max_attempts`, which therefore hold back nothing. `counted`: the attempts of the
-    deliveries asked for are already counted (begin_attempt).
+    `max_attempts`, which therefore hold back nothing. `attempt_counted`: the attempts of
+    the deliveries asked for are counted already (begin_attempt).
     """
     now = utcnow()
     query = select(DELIVERIES.c.id, DELIVERIES.c.endpoint, DELIVERIES.c.body).where(
         DELIVERIES.c.id.in_(pks), DELIVERIES.c.applied_at.is_(None)
     )
-    if not counted:
+    if not attempt_counted:
         query = query.where(DELIVERIES.c.attempts < max_attempts)
     asked = {row.id: _load(row) for row in session.execute(query)}
     # Each job by every name its deliveries may be recorded under: its id, its sender's own id.
@@ -311,7 +312,7 @@ def apply(session: Session, pks: list[int], max_attempts: int, *, counted: bool 
         for other in _names(session, job):
             jobs.setdefault(other, job)
     outcomes, applied = [], set()
-    for row in _claim(session, asked, list(jobs), max_attempts, counted, now):
+    for row in _claim(session, asked, list(jobs), max_attempts, attempt_counted, now):
         endpoint, cb = asked.get(row.id) or _load(row)
         # Those not asked for were claimed by the name they were recorded under.
         job = jobs[cb.job_id if row.id in asked else row.job_id]
@@ -371,7 +372,9 @@ def _names(session: Session, job: Job) -> list[str]:
     return [job.id]
 
 
-def _claim(session: Session, asked: dict, names: list[str], max_attempts: int, counted: bool, now: datetime) -> list:
+def _claim(
+    session: Session, asked: dict, names: list[str], max_attempts: int, attempt_counted: bool, now: datetime
+) -> list:
     """Claim the deliveries asked for, and the unapplied ones received before the last of
     them under the names of the locked jobs; in id order."""
     earlier = and_(
@@ -383,7 +386,7 @@ def _claim(session: Session, asked: dict, names: list[str], max_attempts: int, c
         apply_ms=milliseconds_since(session, DELIVERIES.c.received_at, now),
         attempts=DELIVERIES.c.attempts + 1,
     )
-    if counted:
+    if attempt_counted:
         mine = DELIVERIES.c.id.in_(list(asked))
         values["attempts"] = case((mine, DELIVERIES.c.attempts), else_=DELIVERIES.c.attempts + 1)
     else:
@@ -450,38 +453,14 @@ def merge_auto_created(session: Session, job: Job, external_id: str) -> list[int
 
 
 def _auto_create(session: Session, cb: Callback, job_type: str, now: datetime) -> Job:
+    # No other transaction makes this job meanwhile: the caller holds the lock on its name
+    # (_lock_name; SQLite writes one transaction at a time).
     owner = get_or_create_user(session, cb.user_id) if cb.user_id else None
-    created = insert_ignoring_conflict(
-        session,
-        Job,
-        dict(
-            id=cb.job_id,
-            job_type=cb.job_type or job_type,
-            # Work the sender already started: never dispatched by us, but watched.
-            status=lifecycle.DISPATCHED,
-            progress=0,
-            params={},
-            user_id=owner.id if owner else None,
-            source="callback",
-            attempts=0,
-            revision=1,
-            created_at=now,
-            updated_at=now,
-        ),
-        ["id"],
-    )
-    job = session.scalar(select(Job).where(Job.id == cb.job_id).with_for_update(of=Job))
-    if created:
-        log.info("job %s auto-created from a callback (owner %s)", job.id, cb.user_id or "none")
-        if owner is None:
-            notify(
-                session,
-                job,
-                "job_unassigned",
-                "Unassigned job",
-                f"A {job.job_type} job ({job.id}) arrived from a sender without a user_id: assign it.",
-                user_id=None,
-            )
+    job = Job(id=cb.job_id, job_type=cb.job_type or job_type, params={}, user_id=owner.id if owner else None,
+              source="callback", created_at=now)
+    job.user = owner
+    apply_change(session, job, lifecycle.created("callback", owned=owner is not None, now=now))
+    log.info("job %s auto-created from a callback (owner %s)", job.id, cb.user_id or "none")
     return job
 
 
@@ -494,10 +473,8 @@ def apply_callback(
     The event carries the time the delivery was received, so the job's history reads in
     the order the sender sent it.
     """
-    if job.user_id is None and cb.user_id:
-        job.user = get_or_create_user(session, cb.user_id)
-        job.user_id = job.user.id
-    transition = lifecycle.decide(job.status, job.failed_by, job.progress, cb.word, cb.progress)
+    reported = lifecycle.Reported(cb.word, cb.progress, cb.result, cb.error, cb.message, cb.user_id)
+    change = lifecycle.decide(lifecycle.State.of(job), reported, now)
     session.add(
         JobEvent(
             job_id=job.id,
@@ -510,66 +487,12 @@ def apply_callback(
             created_at=received_at or now,
         )
     )
-    if not transition.applies:
-        if cb.artifacts and job.status == lifecycle.SUCCEEDED:
-            # Succeeded without them before (say, through n8n's hook): keep what this brings.
-            artifacts.store(session, job.id, cb.artifacts)
-        touch(job, now)
-        return f"job {job.id} is {job.status}: {cb.word!r} recorded as an event only"
-    previous = job.status
-    job.status = transition.status
-    job.phase = cb.word
-    job.progress = transition.progress
-    job.next_attempt_at = None
-    if job.status == lifecycle.SUCCEEDED:
-        job.result = cb.result
-        job.error = None
-        job.failed_by = None
-        job.completed_at = now
-    elif job.status == lifecycle.FAILED:
-        job.error = cb.error if cb.error is not None else (cb.message or "failed")
-        job.failed_by = "sender"
-        job.completed_at = now
-    elif job.status == lifecycle.CANCELLED:
-        job.completed_at = now
-    if cb.artifacts and job.status == lifecycle.SUCCEEDED:
+    if cb.artifacts and change.fields.get("status", job.status) == lifecycle.SUCCEEDED:
+        # Stored with the success (before its notification, which counts them), or kept from
+        # a completion arriving after a success without them (say, through n8n's hook).
         artifacts.store(session, job.id, cb.artifacts)
-    touch(job, now)
-    if job.status != previous and job.status in (lifecycle.SUCCEEDED, lifecycle.FAILED):
-        notify_outcome(session, job, said=_sender_words(cb))
+    previous = job.status
+    apply_change(session, job, change)
+    if not change.fields:
+        return f"job {job.id} is {job.status}: {cb.word!r} recorded as an event only"
     return f"job {job.id}: {previous} -> {job.status} ({cb.word}, {job.progress}%)"
-
-
-def _sender_words(cb: Callback) -> str | None:
-    """What the sender said of the outcome: its `message`, else its result's `summary` or `message`."""
-    said = [cb.message]
-    if isinstance(cb.result, dict):
-        said += [cb.result.get("summary"), cb.result.get("message")]
-    return next((text.strip() for text in said if isinstance(text, str) and text.strip()), None)
-
-
-def notify_outcome(session: Session, job: Job, said: str | None = None) -> None:
-    """The one notification of a transition into succeeded or failed, with what a frontend
-    shows: the sender's own words when it gave some (`said`), else what we know of the job."""
-    if job.status == lifecycle.FAILED:
-        reason = job.error if isinstance(job.error, str) else None
-        if said:
-            # The sender's words, with the cause when they do not give it already.
-            message = said if reason is None or reason in said else f"{said}: {reason}"
-        else:
-            message = f"Your {job.job_type} job failed: " + (reason or "see the job's error")
-        notify(session, job, "job_failed", "Job failed", message)
-        return
-    produced = artifacts.summary(session, job.id)
-    if "images_count" in produced:
-        title, message = "Images ready", f"{_count(produced['images_count'], 'image')} generated."
-    elif "chapter_count" in produced:
-        title = "Book ready"
-        message = f"“{produced['book_title']}” is ready: {_count(produced['chapter_count'], 'chapter')}."
-    else:
-        title, message = "Job succeeded", f"Your {job.job_type} job is done."
-    notify(session, job, "job_succeeded", title, said or message, data=produced)
-
-
-def _count(n: int, noun: str) -> str:
-    return f"{n} {noun}{'' if n == 1 else 's'}"

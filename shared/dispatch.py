@@ -16,8 +16,8 @@ from sqlalchemy.orm import Session
 
 from shared import actions, lifecycle
 from shared.callbacks import storable
-from shared.deliveries import merge_auto_created, notify_outcome
-from shared.jobs import touch
+from shared.deliveries import merge_auto_created
+from shared.jobs import apply_change
 from shared.models import Job, JobEvent, utcnow
 from shared.schemas import external_id
 from shared.settings import Settings
@@ -171,31 +171,37 @@ def record(session: Session, settings: Settings, job_id: str, outcome: Outcome, 
         redeliver = merge_auto_created(session, job, outcome.external_id)
         if redeliver:
             data["merged"] = {"job_id": outcome.external_id, "deliveries": len(redeliver)}
-    if job.status != lifecycle.PENDING:
+    happening = _happening(settings, job.attempts, outcome, now, rng)
+    change = lifecycle.decide(lifecycle.State.of(job), happening, now)
+    if not change.fields:
         # Cancelled meanwhile, or the sender called back before its answer reached us:
         # the attempt is recorded as it went, the job stays as it is now.
         event_status = "dispatched" if outcome.kind == "ok" else "ignored"
         message = f"attempt {job.attempts} answered ({outcome.error or 'accepted'}) once the job was {job.status}"
-    elif outcome.kind == "ok":
-        job.status = lifecycle.DISPATCHED
-        job.next_attempt_at = None
+    elif isinstance(happening, lifecycle.DispatchAccepted):
         event_status, message = "dispatched", f"attempt {job.attempts}: accepted (HTTP {outcome.http_status})"
-    elif outcome.kind == "retry" and job.attempts <= len(settings.retry_schedule):
-        delay = settings.retry_schedule[job.attempts - 1] * rng.uniform(0.8, 1.2)
-        if outcome.retry_after is not None:
-            delay = max(delay, outcome.retry_after)
-        job.next_attempt_at = now + timedelta(seconds=delay)
-        data["next_attempt_at"] = job.next_attempt_at.isoformat()
+    elif isinstance(happening, lifecycle.DispatchRetrying):
+        data["next_attempt_at"] = happening.next_attempt_at.isoformat()
+        delay = (happening.next_attempt_at - now).total_seconds()
         event_status, message = "retrying", f"attempt {job.attempts}: {outcome.error}; next in {delay:.1f} s"
     else:
-        job.status = lifecycle.FAILED
-        job.failed_by = "dispatch"
-        job.error = outcome.error if outcome.kind == "permanent" else f"gave up after {job.attempts} attempts: {outcome.error}"
-        job.next_attempt_at = None
-        job.completed_at = now
-        event_status, message = "failed", f"attempt {job.attempts}: {job.error}"
-    session.add(JobEvent(job_id=job.id, kind="dispatch", status=event_status, message=message, data=data, created_at=now))
-    touch(job, now)
-    if job.status == lifecycle.FAILED and event_status == "failed":
-        notify_outcome(session, job)
+        event_status, message = "failed", f"attempt {job.attempts}: {happening.error}"
+    session.add(
+        JobEvent(job_id=job.id, kind="dispatch", status=event_status, message=message, data=data, created_at=now)
+    )
+    apply_change(session, job, change)
     return Recorded(message, redeliver)
+
+
+def _happening(settings: Settings, attempts: int, outcome: Outcome, now: datetime, rng):
+    """What attempt number `attempts` of a job amounts to, given its outcome and the schedule."""
+    if outcome.kind == "ok":
+        return lifecycle.DispatchAccepted()
+    if outcome.kind == "permanent":
+        return lifecycle.DispatchRefused(outcome.error)
+    if attempts > len(settings.retry_schedule):
+        return lifecycle.DispatchGaveUp(f"gave up after {attempts} attempts: {outcome.error}")
+    delay = settings.retry_schedule[attempts - 1] * rng.uniform(0.8, 1.2)
+    if outcome.retry_after is not None:
+        delay = max(delay, outcome.retry_after)
+    return lifecycle.DispatchRetrying(now + timedelta(seconds=delay))

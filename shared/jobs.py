@@ -7,10 +7,11 @@ import json
 import re
 import secrets
 import uuid
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from sqlalchemy import Connection, and_, bindparam, insert, or_, select, update
+from sqlalchemy import Connection, and_, bindparam, insert, inspect, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -272,22 +273,17 @@ def create_job(
     job = Job(
         id=new_job_id(),
         job_type=job_type,
-        status=lifecycle.PENDING,
-        progress=0,
         params=params,
         user_id=user.id,
         source=source,
-        attempts=0,
-        next_attempt_at=now,
         dispatch_url=dispatch_url,
         idempotency_key=idempotency_key,
         request_hash=fingerprint,
         created_at=now,
-        updated_at=now,
     )
     try:
         with session.begin_nested():
-            session.add(job)
+            apply_change(session, job, lifecycle.created(source, owned=True, now=now))
     except IntegrityError:
         # The same key raced us in another request; its job is the answer.
         existing = _job_for_key(session, user, idempotency_key)
@@ -330,65 +326,130 @@ def list_jobs(session: Session, user: User, status=None, job_type=None, limit=20
     return _page(session, query, Job.created_at, Job.id, limit, cursor)
 
 
-def touch(job: Job, now: datetime | None = None) -> None:
-    job.updated_at = now or utcnow()
-    job.revision = (job.revision or 0) + 1
-
-
 def cancel_job(session: Session, job: Job) -> Job:
-    if job.status in lifecycle.TERMINAL:
-        raise Conflict("not_cancellable", f"the job is already {job.status}")
-    now = utcnow()
-    job.status = lifecycle.CANCELLED
-    job.completed_at = now
-    job.next_attempt_at = None
-    touch(job, now)
+    change_job(session, job, lifecycle.Cancel())
     return job
 
 
 def retry_job(session: Session, job: Job) -> Job:
-    if job.status not in (lifecycle.FAILED, lifecycle.CANCELLED):
-        raise Conflict("not_retryable", f"only failed or cancelled jobs are retried; this one is {job.status}")
-    now = utcnow()
-    job.status = lifecycle.PENDING
-    job.phase = None
-    job.progress = 0
-    job.error = None
-    job.failed_by = None
-    job.completed_at = None
-    job.attempts = 0  # a new attempt gets the whole retry schedule again
-    job.next_attempt_at = now
-    touch(job, now)
+    change_job(session, job, lifecycle.Retry())
     return job
 
 
 def assign_job(session: Session, job: Job, external_user_id: str | None) -> Job:
     """Give a job to a user (created if unknown); its unowned notifications go along."""
+    change_job(session, job, lifecycle.Assign(external_user_id))
+    return job
+
+
+# --- state changes ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Applied:
+    """What one change did to a job: each field that took another value, as (before, after)
+    (`user_id` for the owner, `revision` always), and the ids of the notifications it made."""
+
+    changed: dict[str, tuple[Any, Any]]
+    notifications: list[int]
+
+
+def change_job(session: Session, job: Job, happening, now: datetime | None = None) -> Applied:
+    """Apply what `happening` (shared.lifecycle) does to `job`, locked by the caller;
+    Conflict(code) when the job's state refuses it."""
+    change = lifecycle.decide(lifecycle.State.of(job), happening, now or utcnow())
+    if isinstance(change, lifecycle.Refusal):
+        raise Conflict(change.code, change.message)
+    return apply_change(session, job, change)
+
+
+def apply_change(session: Session, job: Job, change: lifecycle.Change) -> Applied:
+    """Write `change` to `job`: the one place where a job's state changes.
+
+    Every change of every job goes through here (creation, callbacks, dispatch outcomes, the
+    watchdog, cancel, retry, assign): its fields, its owner, its revision (the ETag), and the
+    notification it earns, made once the job is as it says. What it did is returned, for
+    whoever must hear of it (a frontend's live updates, an application's webhooks). A new
+    job (not yet in the session) is inserted.
+    """
+    now = change.at or utcnow()
+    fields = dict(change.fields)
+    changed = {name: (getattr(job, name), value) for name, value in fields.items() if getattr(job, name) != value}
+    # The one write of a job's status in the code, spelled out so that it can be found.
+    job.status = fields.pop("status", job.status)
+    for name, value in fields.items():
+        setattr(job, name, value)
+    if change.owner is not lifecycle.KEEP:
+        _set_owner(session, job, change.owner, changed)
+    job.updated_at = now
+    changed["revision"] = (job.revision, (job.revision or 0) + 1)
+    job.revision = changed["revision"][1]
+    if inspect(job).transient:
+        session.add(job)
+        session.flush()  # the row exists before anything refers to it
+    notifications = [_notify(session, job, change)] if change.notice else []
+    return Applied(changed, notifications)
+
+
+def _set_owner(session: Session, job: Job, external_user_id: str | None, changed: dict) -> None:
     user = get_or_create_user(session, external_user_id) if external_user_id else None
-    job.user_id = user.id if user else None
+    user_id = user.id if user else None
+    if job.user_id != user_id:
+        changed["user_id"] = (job.user_id, user_id)
+    job.user_id = user_id
     job.user = user
     if user is not None:
+        # The notifications that waited without an owner are the new owner's.
         session.execute(
             update(Notification)
             .where(
                 Notification.job_id == job.id,
                 Notification.user_id.is_(None),
-                Notification.type != "job_unassigned",
+                Notification.type != lifecycle.JOB_UNASSIGNED,
             )
             .values(user_id=user.id)
         )
-    touch(job)
-    return job
+
+
+def _notify(session: Session, job: Job, change: lifecycle.Change) -> int:
+    """The notification a change earns, with what a frontend shows: for an outcome, the
+    sender's own words when it gave some (change.said), else what we know of the job."""
+    if change.notice == lifecycle.JOB_UNASSIGNED:
+        message = f"A {job.job_type} job ({job.id}) arrived from a sender without a user_id: assign it."
+        return notify(session, job, lifecycle.JOB_UNASSIGNED, "Unassigned job", message, admins=True)
+    said = change.said
+    if change.notice == lifecycle.JOB_FAILED:
+        reason = job.error if isinstance(job.error, str) else None
+        if said:
+            # The sender's words, with the cause when they do not give it already.
+            message = said if reason is None or reason in said else f"{said}: {reason}"
+        else:
+            message = f"Your {job.job_type} job failed: " + (reason or "see the job's error")
+        return notify(session, job, lifecycle.JOB_FAILED, "Job failed", message)
+    produced = artifacts.summary(session, job.id)
+    if "images_count" in produced:
+        title, message = "Images ready", f"{_count(produced['images_count'], 'image')} generated."
+    elif "chapter_count" in produced:
+        title = "Book ready"
+        message = f"“{produced['book_title']}” is ready: {_count(produced['chapter_count'], 'chapter')}."
+    else:
+        title, message = "Job succeeded", f"Your {job.job_type} job is done."
+    return notify(session, job, lifecycle.JOB_SUCCEEDED, title, said or message, data=produced)
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 # --- notifications ---------------------------------------------------------------------
 
 
-def notify(session: Session, job: Job, type_: str, title: str, message: str, data=None, user_id=-1):
-    """Create a notification about `job` for its owner (or for `user_id` when given)."""
-    session.execute(
-        insert(Notification).values(
-            user_id=job.user_id if user_id == -1 else user_id,
+def notify(session: Session, job: Job, type_: str, title: str, message: str, data=None, admins: bool = False) -> int:
+    """Create a notification about `job` for its owner (for every admin with `admins`); its id."""
+    return session.scalar(
+        insert(Notification)
+        .values(
+            user_id=None if admins else job.user_id,
             type=type_,
             title=title,
             message=message,
@@ -396,6 +457,7 @@ def notify(session: Session, job: Job, type_: str, title: str, message: str, dat
             data={"job_type": job.job_type, "status": job.status, **(data or {})},
             created_at=utcnow(),
         )
+        .returning(Notification.id)
     )
 
 

@@ -10,8 +10,7 @@ from sqlalchemy.orm import Session
 
 from shared import lifecycle
 from shared.db import insert_ignoring_conflict, make_engine, make_sessionmaker
-from shared.deliveries import notify_outcome
-from shared.jobs import touch
+from shared.jobs import change_job
 from shared.models import Delivery, DeliverySignature, Heartbeat, Job, utcnow
 from shared.settings import Settings
 
@@ -78,25 +77,20 @@ def due_dispatches(session: Session) -> list[str]:
     )
 
 
-def time_out_stale_jobs(session: Session, settings: Settings) -> list[str]:
+def time_out_stale_jobs(session: Session, settings: Settings, now: datetime | None = None) -> list[str]:
     """Fail dispatched or running jobs silent for JOB_STALE_AFTER seconds (0: off)."""
     if settings.job_stale_after <= 0:
         return []
-    now = utcnow()
+    now = now or utcnow()
     cutoff = now - timedelta(seconds=settings.job_stale_after)
     stale = session.scalars(
         select(Job)
-        .where(Job.status.in_((lifecycle.DISPATCHED, lifecycle.RUNNING)), Job.updated_at <= cutoff)
+        .where(Job.status.in_(lifecycle.WATCHED), Job.updated_at <= cutoff)
         .limit(BATCH)
         .with_for_update(skip_locked=True, of=Job)
     ).all()
     for job in stale:
-        job.status = lifecycle.FAILED
-        job.failed_by = "watchdog"
-        job.error = "timed out"
-        job.completed_at = now
-        touch(job, now)
-        notify_outcome(session, job)
+        change_job(session, job, lifecycle.TimedOut(), now)
     return [job.id for job in stale]
 
 

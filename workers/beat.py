@@ -37,8 +37,8 @@ class Scheduler(beat.Scheduler):
 
     def _record_heartbeat(self) -> None:
         try:
-            with transaction() as session:
-                sweeps.beat(session, sweeps.BEAT)
+            with transaction() as work:
+                sweeps.beat(work.session, sweeps.BEAT)
         except Exception as exc:  # the database may be down or not migrated yet: keep scheduling
             log.warning("beat could not record its heartbeat (%s: %s); retrying next interval",
                         type(exc).__name__, exc)

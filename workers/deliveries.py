@@ -26,13 +26,15 @@ def apply(self, *, delivery_pks: list[int] | None = None, delivery_pk: int | Non
     delivery_pks = list(delivery_pks or []) + ([delivery_pk] if delivery_pk is not None else [])
     max_attempts = settings().max_delivery_attempts
     # kombu marks a message that comes back after its worker died (acks_late and
-    # reject_on_worker_lost): count the attempts before the work, so a delivery that kills
-    # its worker every time is given up after MAX_DELIVERY_ATTEMPTS.
-    redelivered = bool((self.request.delivery_info or {}).get("redelivered"))
-    if len(delivery_pks) > 1 and not redelivered:
+    # reject_on_worker_lost): then each delivery's attempt is counted on its own, committed
+    # before the work (attempt_counted), so a delivery that kills its worker every time is
+    # given up after MAX_DELIVERY_ATTEMPTS. Otherwise an attempt is counted with its work,
+    # or with its error.
+    attempt_counted = bool((self.request.delivery_info or {}).get("redelivered"))
+    if len(delivery_pks) > 1 and not attempt_counted:
         try:
-            with transaction() as session:
-                outcomes = deliveries.apply(session, delivery_pks, max_attempts)
+            with transaction() as work:
+                outcomes = deliveries.apply(work.session, delivery_pks, max_attempts)
         except Exception as exc:
             log.warning("batch of %d deliveries failed (%s: %s); applying them one by one",
                         len(delivery_pks), type(exc).__name__, exc)
@@ -40,30 +42,30 @@ def apply(self, *, delivery_pks: list[int] | None = None, delivery_pk: int | Non
             for outcome in outcomes:
                 log.info("%s", outcome)
             return f"{len(delivery_pks)} deliveries: applied"
-    failed = [pk for pk in delivery_pks if not _apply_one(pk, max_attempts, count_first=redelivered)]
+    failed = [pk for pk in delivery_pks if not _apply_one(pk, max_attempts, attempt_counted=attempt_counted)]
     if failed:
         raise DeliveriesFailed(f"deliveries {failed} failed; the sweep will retry them")
     return f"{len(delivery_pks)} deliveries: applied one by one"
 
 
-def _apply_one(pk: int, max_attempts: int, *, count_first: bool) -> bool:
-    if count_first:
-        with transaction() as session:
-            attempt = deliveries.begin_attempt(session, pk, max_attempts)
-        if attempt is None:
-            log.info("delivery %s: already applied or given up", pk)
-            return True
+def _apply_one(pk: int, max_attempts: int, *, attempt_counted: bool) -> bool:
+    """Apply one delivery in its own transaction; False when it (or an earlier one of its job)
+    failed. With `attempt_counted`, its attempt is counted first, committed on its own."""
+    if attempt_counted:
+        with transaction() as work:
+            if deliveries.begin_attempt(work.session, pk, max_attempts) is None:
+                log.info("delivery %s: already applied or given up", pk)
+                return True
     try:
-        with transaction() as session:
-            outcomes = deliveries.apply(session, [pk], max_attempts, counted=count_first)
+        with transaction() as work:
+            outcomes = deliveries.apply(work.session, [pk], max_attempts, attempt_counted=attempt_counted)
     except Exception as exc:
         # An earlier delivery of the same job may be the one that failed: the error and the
-        # attempt are its own, and this one waits for it (applied, or given up).
+        # attempt are its own (not counted yet), and this one waits for it (applied, or given up).
         culprit, cause = (exc.pk, exc.__cause__) if isinstance(exc, deliveries.DeliveryFailed) else (pk, exc)
-        with transaction() as session:
-            deliveries.record_failure(
-                session, culprit, f"{type(cause).__name__}: {cause}", count_attempt=not (count_first and culprit == pk)
-            )
+        with transaction() as work:
+            error = f"{type(cause).__name__}: {cause}"
+            deliveries.record_failure(work.session, culprit, error, attempt_counted=attempt_counted and culprit == pk)
         if culprit == pk:
             log.exception("delivery %s failed; the sweep will retry it", pk)
         else:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import logging
 
-from shared import deliveries, dispatch
+from shared import dispatch
 from shared.models import utcnow
-from shared.queue import APPLY_DELIVERIES, DISPATCH_JOB, celery_app, enqueue
+from shared.queue import DISPATCH_JOB, celery_app
 from workers.context import callback_settings, http, transaction
 
 log = logging.getLogger(__name__)
@@ -16,18 +16,17 @@ log = logging.getLogger(__name__)
 def send(*, job_id: str) -> str:
     """Send job `job_id` if it is pending and due; record the outcome and the next attempt."""
     settings = callback_settings()
-    with transaction() as session:
-        job = dispatch.claim(session, job_id, utcnow())
+    with transaction() as work:
+        job = dispatch.claim(work.session, job_id, utcnow())
         if job is None:
             return "not due"
-        session.expunge(job)
+        work.session.expunge(job)
     # The HTTP call happens outside any transaction: no row lock is held while n8n thinks.
     outcome = dispatch.send(http(), settings, job)
-    with transaction() as session:
-        recorded = dispatch.record(session, settings, job_id, outcome)
-    # Callbacks the sender made under its own id before its answer was recorded, now the
-    # job's: applied to it in order (the redeliver sweep covers a lost message).
-    for start in range(0, len(recorded.redeliver), deliveries.BATCH):
-        enqueue(APPLY_DELIVERIES, delivery_pks=recorded.redeliver[start:start + deliveries.BATCH])
+    with transaction() as work:
+        recorded = dispatch.record(work.session, settings, job_id, outcome)
+        # Callbacks the sender made under its own id before its answer was recorded, now the
+        # job's: applied to it in order (the redeliver sweep covers a lost message).
+        work.enqueue_deliveries(recorded.redeliver)
     log.info("dispatch of job %s: %s", job_id, recorded.message)
     return recorded.message

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import logging
 
-from shared import deliveries, sweeps
+from shared import sweeps
 from shared.models import utcnow
-from shared.queue import APPLY_DELIVERIES, DISPATCH_JOB, celery_app, enqueue
+from shared.queue import DISPATCH_JOB, celery_app
 from workers.context import settings, transaction
 
 log = logging.getLogger(__name__)
@@ -16,10 +16,9 @@ log = logging.getLogger(__name__)
 @celery_app.task(name="workers.sweeps.redeliver")
 def redeliver() -> int:
     """Enqueue again the deliveries recorded but not applied in time."""
-    with transaction() as session:
-        pks = sweeps.unapplied_deliveries(session, settings())
-    for start in range(0, len(pks), deliveries.BATCH):
-        enqueue(APPLY_DELIVERIES, delivery_pks=pks[start:start + deliveries.BATCH])
+    with transaction() as work:
+        pks = sweeps.unapplied_deliveries(work.session, settings())
+        work.enqueue_deliveries(pks)
     if pks:
         log.warning("redelivered %d unapplied deliveries", len(pks))
     return len(pks)
@@ -28,18 +27,18 @@ def redeliver() -> int:
 @celery_app.task(name="workers.sweeps.dispatch_due")
 def dispatch_due() -> int:
     """Enqueue the dispatch of every pending job whose attempt is due."""
-    with transaction() as session:
-        job_ids = sweeps.due_dispatches(session)
-    for job_id in job_ids:
-        enqueue(DISPATCH_JOB, job_id=job_id)
+    with transaction() as work:
+        job_ids = sweeps.due_dispatches(work.session)
+        for job_id in job_ids:
+            work.enqueue(DISPATCH_JOB, job_id=job_id)
     return len(job_ids)
 
 
 @celery_app.task(name="workers.sweeps.watchdog")
 def watchdog() -> int:
     """Fail the jobs n8n never called back about."""
-    with transaction() as session:
-        job_ids = sweeps.time_out_stale_jobs(session, settings())
+    with transaction() as work:
+        job_ids = sweeps.time_out_stale_jobs(work.session, settings())
     if job_ids:
         log.warning("timed out %d silent jobs: %s", len(job_ids), ", ".join(job_ids[:20]))
     return len(job_ids)
@@ -52,8 +51,8 @@ def forget_signatures() -> int:
     forgotten = 0
     while True:
         # A transaction per batch: deleting a backlog never holds many rows locked at once.
-        with transaction() as session:
-            deleted = sweeps.forget_signatures(session, settings(), now, sweeps.SIGNATURE_BATCH)
+        with transaction() as work:
+            deleted = sweeps.forget_signatures(work.session, settings(), now, sweeps.SIGNATURE_BATCH)
         forgotten += deleted
         if deleted < sweeps.SIGNATURE_BATCH:
             return forgotten
@@ -62,6 +61,6 @@ def forget_signatures() -> int:
 @celery_app.task(name="workers.sweeps.canary")
 def canary() -> str:
     """Prove beat schedules and a worker consumes: /readyz and /metrics show its age."""
-    with transaction() as session:
-        sweeps.beat(session, sweeps.CANARY)
+    with transaction() as work:
+        sweeps.beat(work.session, sweeps.CANARY)
     return "ok"

@@ -10,7 +10,9 @@ NO_TOKEN, BAD_TOKEN, OTHER, ADMIN, OWNER = "no token", "bad token", "another use
 @pytest.fixture
 def world(client, users, app):
     """An owner with a failed job and a notification; another user; an admin."""
-    from shared.deliveries import notify_outcome
+    from sqlalchemy import select
+
+    from shared import jobs, lifecycle
     from shared.models import Job, Notification
 
     _, owner = users("owner")
@@ -18,9 +20,9 @@ def world(client, users, app):
     _, admin = users("admin", admin=True)
     job = client.post("/api/jobs", json={"job_type": "matrix"}, headers=bearer(owner)).json
     with app.extensions["sessionmaker"].begin() as db:
-        row = db.get(Job, job["id"])
-        row.status, row.error, row.failed_by, row.next_attempt_at = "failed", "boom", "dispatch", None
-        notify_outcome(db, row)
+        # Failed by its sender: whatever a running worker did with the job meanwhile.
+        row = db.scalar(select(Job).where(Job.id == job["id"]).with_for_update(of=Job))
+        jobs.change_job(db, row, lifecycle.Reported("failed", error="boom"))
         db.flush()
         note = db.query(Notification).filter_by(job_id=job["id"]).one()
     headers = {NO_TOKEN: {}, BAD_TOKEN: bearer("abt_not-a-token"), OTHER: bearer(other), ADMIN: bearer(admin),

@@ -16,7 +16,7 @@ from helpers.processes import Stack
 from shared import deliveries, lifecycle
 from shared.callbacks import ENDPOINTS
 from shared.db import make_sessionmaker
-from shared.models import Delivery, Job, JobEvent, JobImage, Notification
+from shared.models import Delivery, Job, JobEvent, JobImage, Notification, utcnow
 
 IMAGES = next(e for e in ENDPOINTS.values() if e.path == "/api/webhooks/image-completion")
 HEADERS = {"Content-Type": "application/json", "X-Webhook-Secret": WEBHOOK_SECRET}
@@ -53,19 +53,18 @@ SEQUENCES = [
 
 def expected(bodies: list[dict]) -> dict:
     """The end state of an auto-created job that gets `bodies` one by one in order (CONTRACT §4)."""
-    status, progress, phase, error, images, outcomes = lifecycle.DISPATCHED, 0, None, None, 0, 0
+    state, phase, error, images, outcomes = lifecycle.State(lifecycle.DISPATCHED), None, None, 0, 0
     for body in bodies:
-        transition = lifecycle.decide(status, None, progress, body["status"], body.get("progress"))
-        if not transition.applies:
+        reported = lifecycle.Reported(body["status"], body.get("progress"), error=body.get("error_message"))
+        change = lifecycle.decide(state, reported, utcnow())
+        if not change.fields:
             continue  # terminal: an event only (artifacts come with a success, stored once)
-        previous = status
-        status, progress, phase = transition.status, transition.progress, body["status"]
-        if status == lifecycle.SUCCEEDED:
+        state = lifecycle.State(change.fields.get("status", state.status), progress=change.fields["progress"])
+        phase, error = change.fields["phase"], change.fields.get("error", error)
+        if state.status == lifecycle.SUCCEEDED:
             images = len(body["data"]["images"])
-        elif status == lifecycle.FAILED:
-            error = body["error_message"]
-        if status != previous and status in (lifecycle.SUCCEEDED, lifecycle.FAILED):
-            outcomes += 1
+        outcomes += change.notice is not None
+    status, progress = state.status, state.progress
     return {"status": status, "progress": progress, "phase": phase, "error": error, "images": images,
             "notifications": outcomes}
 
