@@ -246,8 +246,10 @@ def _reported(state: State, cb: Reported, now: datetime) -> Change:
                        failed_by=None, completed_at=now, **common)
     # Within one attempt progress never goes back.
     progress = state.progress if cb.progress is None else max(state.progress, cb.progress)
-    if target is None:  # pending/queued: the phase and progress move, the status does not
-        return _change(state, now, owner, progress=progress, **common)
+    if target is None:
+        # pending/queued: the phase and progress move, the status does not, and neither does
+        # a pending job's next dispatch attempt (it would never be sent again).
+        return _change(state, now, owner, progress=progress, phase=cb.word)
     if target == FAILED:
         error = cb.error if cb.error is not None else (cb.message or "failed")
         return _change(state, now, owner, said, status=FAILED, progress=progress, error=error, failed_by=BY_SENDER,

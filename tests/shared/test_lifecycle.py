@@ -47,7 +47,8 @@ HAPPENINGS = {
 
 # What a happening sets when the job's state lets it, besides the status (the tables say it).
 SETS = {
-    "queued": {"phase": "queued", "progress": 30, "next_attempt_at": None},
+    # No change of status: a pending job keeps its next dispatch attempt.
+    "queued": {"phase": "queued", "progress": 30},
     "generating": {"phase": "generating", "progress": 30, "next_attempt_at": None},
     "completed": {"phase": "completed", "progress": 100, "result": RESULT, "error": None, "failed_by": None,
                   "completed_at": NOW, "next_attempt_at": None},
@@ -202,3 +203,11 @@ def test_a_new_job(source, owned, fields, notice):
 def test_a_change_names_only_columns_of_a_jobs_state():
     with pytest.raises(ValueError, match="user_id"):
         lc.Change({"user_id": 3})
+
+
+def test_a_queued_report_leaves_a_pending_jobs_next_dispatch_attempt_alone():
+    waiting = lc.decide(STATES["pending"], HAPPENINGS["sent retry"], NOW)
+    assert waiting.fields["next_attempt_at"] == LATER
+    queued = lc.decide(STATES["pending"], lc.Reported("queued", 20), NOW)
+    assert queued.fields.get("status", lc.PENDING) == lc.PENDING
+    assert "next_attempt_at" not in queued.fields  # still due at LATER: the sweep sends it
