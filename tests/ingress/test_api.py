@@ -8,7 +8,8 @@ from helpers import bearer, wait_for
 
 
 def create(client, token, job_type="cover_letter", params=None, **headers):
-    return client.post("/api/jobs", json={"job_type": job_type, "params": params or {}}, headers={**bearer(token), **headers})
+    body = {"job_type": job_type, "params": params or {}}
+    return client.post("/api/jobs", json=body, headers={**bearer(token), **headers})
 
 
 def test_create_job_is_pending_with_location(client, users):
