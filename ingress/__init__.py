@@ -6,6 +6,7 @@ gunicorn runs "ingress:create_app()"; the CLI is `flask --app ingress <command>`
 from __future__ import annotations
 
 import logging
+import time
 
 from flask import Flask
 
@@ -35,13 +36,17 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.extensions["sessionmaker"] = make_sessionmaker(engine)
     app.extensions["autocommit_engine"] = autocommit_engine(engine, settings.database_timeout)
 
-    from ingress import actions, api, body, cli, errors, hooks, ops
+    # The time signed timestamps are compared with (tests fix it).
+    app.extensions["clock"] = time.time
+
+    from ingress import actions, api, body, cli, errors, hooks, limits, ops
     from ingress.db import close_session
     from ingress.auth import TokenCache
     from ingress.recorder import Recorder
 
     app.extensions["recorder"] = Recorder(app.extensions["autocommit_engine"])
     app.extensions["token_cache"] = TokenCache()
+    app.extensions["ratelimiter"] = limits.rate_limiter(settings.redis_url)
     errors.register(app)
     app.before_request(body.refuse_nul_in_url_and_headers)
     app.before_request(body.read_body)

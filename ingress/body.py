@@ -1,15 +1,18 @@
-"""Reading request bodies: the raw bytes once, within the limit, then JSON."""
+"""Reading requests: the raw body once, within the limit, then JSON; the query; Idempotency-Key.
+
+What the loading schemas raise (marshmallow's ValidationError, PayloadError) is answered by
+ingress/errors.py."""
 
 from __future__ import annotations
 
 import gevent
 from flask import current_app, request
 from gunicorn.http.errors import ParseException
-from marshmallow import Schema, ValidationError
+from marshmallow import Schema
 from werkzeug.exceptions import ClientDisconnected
 
 from ingress.errors import ApiError
-from shared.callbacks import PayloadError, parse_json
+from shared.callbacks import parse_json
 
 
 def raw_body() -> bytes:
@@ -75,23 +78,33 @@ def require_json_content_type() -> None:
 
 
 def json_object(schema: Schema) -> dict:
-    """Validate a JSON-object body against `schema`; 400 invalid_json / validation_error."""
+    """A JSON-object body loaded by `schema` (400 invalid_json / validation_error)."""
     require_json_content_type()
     body = raw_body()
-    try:
-        payload = parse_json(body) if body.strip() else {}
-    except PayloadError as exc:
-        raise ApiError(400, exc.code, exc.message, exc.details) from None
+    payload = parse_json(body) if body.strip() else {}
     if not isinstance(payload, dict):
         raise ApiError(400, "validation_error", "the body must be a JSON object")
-    return load(schema, payload)
+    return schema.load(payload)
 
 
-def load(schema: Schema, data) -> dict:
-    try:
-        return schema.load(data)
-    except ValidationError as exc:
-        raise ApiError(400, "validation_error", "the request is not valid", exc.normalized_messages()) from None
+def query(schema: Schema) -> dict:
+    """The query string loaded by `schema` (400 validation_error)."""
+    # Repeated query keys are refused rather than silently reduced to the first.
+    args = request.args.to_dict(flat=False)
+    repeated = {key: ["Given more than once."] for key, values in args.items() if len(values) > 1}
+    if repeated:
+        raise ApiError(400, "validation_error", "a query parameter is repeated", repeated)
+    return schema.load({key: values[0] for key, values in args.items()})
+
+
+def idempotency_key() -> str | None:
+    """The request's Idempotency-Key, trimmed (None without one); 400 unless 1 to 255 characters."""
+    key = request.headers.get("Idempotency-Key")
+    if key is None:
+        return None
+    if not 1 <= len(key.strip()) <= 255:
+        raise ApiError(400, "validation_error", "Idempotency-Key must be 1 to 255 characters")
+    return key.strip()
 
 
 def refuse_nul_in_url_and_headers() -> None:

@@ -11,21 +11,19 @@ from ingress.errors import ApiError
 from shared.ratelimit import Limit, RateLimiter
 
 
-def _limiter() -> RateLimiter | None:
-    extensions = current_app.extensions
-    if "ratelimiter" not in extensions:
-        url = extensions["settings"].redis_url
-        # No retries: redis-py's default retries a refused connection for seconds, on every request.
-        client = redis.Redis.from_url(
-            url, socket_timeout=0.25, socket_connect_timeout=0.25, retry=Retry(NoBackoff(), 0)
-        ) if url else None
-        extensions["ratelimiter"] = RateLimiter(client) if client else None
-    return extensions["ratelimiter"]
+def rate_limiter(redis_url: str | None) -> RateLimiter | None:
+    """The limiter on `redis_url`; None (no limits) without Redis."""
+    if not redis_url:
+        return None
+    # No retries: redis-py's default retries a refused connection for seconds, on every request.
+    return RateLimiter(redis.Redis.from_url(
+        redis_url, socket_timeout=0.25, socket_connect_timeout=0.25, retry=Retry(NoBackoff(), 0)
+    ))
 
 
 def enforce(scope: str, key: str, limit: Limit | None) -> None:
     """Count one request against `limit` for (scope, key); 429 rate_limited past it."""
-    limiter = _limiter()
+    limiter = current_app.extensions["ratelimiter"]
     if limit is None or limiter is None:
         return
     verdict = limiter.hit(scope, key, limit)

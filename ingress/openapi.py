@@ -11,16 +11,17 @@ from shared import actions, deliveries, lifecycle, schemas
 from shared.callbacks import ENDPOINTS
 from shared.jobs import CURSOR_PATTERNS
 
+# The error codes each status answers with (CONTRACT §2), as the document names them.
 ERRORS = {
-    400: "invalid_json or validation_error",
-    401: "unauthorized, missing_signature, invalid_signature or stale_timestamp",
-    403: "forbidden",
-    404: "not_found",
-    409: "idempotency_conflict, not_retryable or not_cancellable",
-    413: "payload_too_large",
-    415: "unsupported_media_type",
-    429: "rate_limited",
-    503: "unavailable or not_configured",
+    400: ("invalid_json", "validation_error", "bad_request"),
+    401: ("unauthorized", "missing_signature", "invalid_signature", "stale_timestamp"),
+    403: ("forbidden",),
+    404: ("not_found",),
+    409: ("idempotency_conflict", "not_retryable", "not_cancellable"),
+    413: ("payload_too_large",),
+    415: ("unsupported_media_type",),
+    429: ("rate_limited",),
+    503: ("unavailable", "not_configured"),
 }
 
 
@@ -31,15 +32,34 @@ def _json(component: str) -> dict:
 
 # Any operation can meet these: a URL with NUL characters, a rate limit, the database down.
 ALWAYS = (400, 429, 503)
-RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait before trying again", "schema": {"type": "integer"}}}
+
+
+def _error(code: int) -> dict:
+    """The answer `code` is: the Error shape, with the codes that status answers with."""
+    codes = list(ERRORS[code])
+    return {
+        "description": ", ".join(codes),
+        "content": {"application/json": {"schema": {
+            "allOf": [{"$ref": "#/components/schemas/Error"}], "properties": {"error": {"enum": codes}},
+        }}},
+        **({"headers": RETRY_AFTER} if code in (429, 503) else {}),
+    }
+RETRY_AFTER = {
+    "Retry-After": {
+        "description": "Seconds to wait before trying again", "required": True, "schema": {"type": "integer"},
+    },
+}
 
 
 def _responses(ok: dict[int, tuple[str, object]], errors: tuple[int, ...], headers: dict | None = None) -> dict:
     out = {str(code): {"description": text, **(_json(schema) if schema else {})} for code, (text, schema) in ok.items()}
     for code, described in (headers or {}).items():
-        out[str(code)]["headers"] = {name: {"description": text, "schema": {"type": "string"}} for name, text in described.items()}
+        out[str(code)]["headers"] = {
+            name: {"description": text, "required": True, "schema": {"type": "string"}}
+            for name, text in described.items()
+        }
     for code in sorted(set(errors) | set(ALWAYS)):
-        out[str(code)] = {"description": ERRORS[code], **_json("Error"), **({"headers": RETRY_AFTER} if code in (429, 503) else {})}
+        out[str(code)] = _error(code)
     return out
 
 
@@ -164,11 +184,17 @@ def _operations() -> dict:
         },
         "/api/jobs/{job_id}/retry": {
             "parameters": [JOB_ID],
-            "post": {"summary": "Dispatch a failed or cancelled job again", "responses": _responses({202: ("Pending again", "Job")}, (401, 404, 409))},
+            "post": {
+                "summary": "Dispatch a failed or cancelled job again",
+                "responses": _responses({202: ("Pending again", "Job")}, (401, 404, 409)),
+            },
         },
         "/api/jobs/{job_id}/cancel": {
             "parameters": [JOB_ID],
-            "post": {"summary": "Cancel a job that is not terminal", "responses": _responses({202: ("Cancelled", "Job")}, (401, 404, 409))},
+            "post": {
+                "summary": "Cancel a job that is not terminal",
+                "responses": _responses({202: ("Cancelled", "Job")}, (401, 404, 409)),
+            },
         },
         "/api/actions": {
             "post": {
@@ -176,7 +202,8 @@ def _operations() -> dict:
                 "parameters": [IDEMPOTENCY_KEY],
                 "requestBody": {"required": True, **_json("Action")},
                 "responses": _responses(
-                    {202: ("Recorded as a crm_action job", "ActionAccepted"), 200: ("Same Idempotency-Key: the first action", "ActionAccepted")},
+                    {202: ("Recorded as a crm_action job", "ActionAccepted"),
+                     200: ("Same Idempotency-Key: the first action", "ActionAccepted")},
                     (400, 401, 409, 413, 415, 503),
                 ),
             }
@@ -190,12 +217,29 @@ def _operations() -> dict:
         },
         "/api/notifications/{notification_id}/read": {
             "parameters": [{"name": "notification_id", "in": "path", "required": True, "schema": {"type": "string"}}],
-            "post": {"summary": "Mark a notification read", "responses": _responses({200: ("The notification", "Notification")}, authed)},
+            "post": {
+                "summary": "Mark a notification read",
+                "responses": _responses({200: ("The notification", "Notification")}, authed),
+            },
         },
-        "/healthz": {"get": {"summary": "Liveness", "security": [], "responses": {"200": {"description": "Running"}}}},
-        "/readyz": {"get": {"summary": "Readiness: database and broker", "security": [], "responses": {"200": {"description": "Ready"}, "503": {"description": "Not ready"}}}},
-        "/metrics": {"get": {"summary": "Prometheus metrics", "security": [], "responses": {"200": {"description": "Text format", "content": {"text/plain": {"schema": {"type": "string"}}}}}}},
-        "/openapi.json": {"get": {"summary": "This document", "security": [], "responses": {"200": {"description": "OpenAPI 3"}}}},
+        "/healthz": {"get": {"summary": "Liveness", "security": [], "responses": {
+            "200": {"description": "Running", **_json("Health")}, "400": _error(400),
+        }}},
+        "/readyz": {"get": {"summary": "Readiness: database, broker, beat and a worker", "security": [], "responses": {
+            "200": {"description": "Ready", **_json("Readiness")}, "400": _error(400),
+            "503": {
+                "description": "Not ready: each check names what is wrong", "headers": RETRY_AFTER,
+                **_json("Readiness"),
+            },
+        }}},
+        "/metrics": {"get": {"summary": "Prometheus metrics", "security": [], "responses": {
+            "200": {"description": "Text format", "content": {"text/plain": {"schema": {"type": "string"}}}},
+            "400": _error(400), "503": _error(503),
+        }}},
+        "/openapi.json": {"get": {"summary": "This document", "security": [], "responses": {
+            "200": {"description": "OpenAPI 3", "content": {"application/json": {"schema": {"type": "object"}}}},
+            "400": _error(400),
+        }}},
     }
     signed = [{"hmac": [], "timestamp": []}, {"webhookSignature": []}]
     for endpoint in ENDPOINTS.values():
@@ -210,6 +254,13 @@ def _operations() -> dict:
             }
         }
     return job_ops
+
+
+# The schemas that dump answers; an Error's details are there only when there are some.
+ANSWERS = (
+    "Job", "JobDetail", "JobEvent", "JobPage", "Notification", "NotificationPage", "Error", "Accepted",
+    "ActionAccepted", "Health", "Readiness", "ArtifactImage", "ArtifactBook", "ArtifactChapter",
+)
 
 
 @lru_cache(maxsize=1)
@@ -228,7 +279,7 @@ def _build() -> dict:
     plugin.converter.add_attribute_function(_custom_fields)
     for name in (
         "JobCreate", "JobAssign", "JobListQuery", "NotificationListQuery", "Job", "JobDetail",
-        "JobPage", "Notification", "NotificationPage", "Error", "Accepted",
+        "JobPage", "Notification", "NotificationPage", "Error", "Accepted", "Health", "Readiness",
     ):
         api.components.schema(name, schema=getattr(schemas, f"{name}Schema"))
     for name in ("Action", "ActionAccepted"):
@@ -258,6 +309,8 @@ def _build() -> dict:
             if parameter["name"] == "cursor":
                 parameter["description"] = "next_cursor of the previous page; empty or absent: the first page"
                 parameter["schema"]["pattern"] = pattern
+    for name in ANSWERS:  # every key of an answer is always there (shared.schemas.AnswerSchema)
+        components[name]["required"] = [key for key in components[name]["properties"] if key != "details"]
     document["security"] = [{"bearer": []}]
     return document
 

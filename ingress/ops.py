@@ -10,8 +10,9 @@ from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily
 from sqlalchemy import func, select, text
 
 from ingress.db import session
+from ingress.errors import RETRY_AFTER_SECONDS
 from ingress.openapi import spec
-from shared import sweeps
+from shared import schemas, sweeps
 from shared.models import Delivery, Heartbeat, Job, JobImage, utcnow
 from shared.queue import celery_app
 from shared.settings import Settings
@@ -25,7 +26,7 @@ bp = Blueprint("ops", __name__)
 
 @bp.get("/healthz")
 def healthz():
-    return {"status": "ok"}
+    return schemas.health_schema.dump({"status": "ok"})
 
 
 def check_broker() -> str | None:
@@ -85,12 +86,10 @@ def readiness(settings: Settings) -> dict[str, str | None]:
 def readyz():
     checks = readiness(current_app.extensions["settings"])
     ready = not any(checks.values())
-    body = {"status": "ready" if ready else "unavailable", "checks": {k: v or "ok" for k, v in checks.items()}}
-    response = jsonify(body)
-    if not ready:
-        response.status_code = 503
-        response.headers["Retry-After"] = "5"
-    return response
+    body = schemas.readiness_schema.dump(
+        {"status": "ready" if ready else "unavailable", "checks": {k: v or "ok" for k, v in checks.items()}}
+    )
+    return (body, 200) if ready else (body, 503, {"Retry-After": RETRY_AFTER_SECONDS})
 
 
 class DatabaseCollector:

@@ -16,7 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from shared.models import User
-from shared.schemas import ExternalUserId, FullMatch, external_id
+from shared.schemas import AnswerSchema, ExternalUserId, FullMatch, external_id
 from shared.settings import ConfigError
 
 JOB_TYPE = "crm_action"
@@ -96,7 +96,9 @@ class ActionSchema(Schema):
         return original_data
 
 
-class ActionAcceptedSchema(Schema):
+class ActionAcceptedSchema(AnswerSchema):
+    """The answer to POST /api/actions."""
+
     id = fields.String()
     status = fields.String()
     route = fields.String()
@@ -105,6 +107,7 @@ class ActionAcceptedSchema(Schema):
 
 
 action_schema = ActionSchema()
+accepted_schema = ActionAcceptedSchema()
 
 
 def _given(*values):

@@ -9,7 +9,6 @@ import secrets
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Any
 
 from sqlalchemy import Connection, and_, bindparam, insert, inspect, or_, select, update
 from sqlalchemy.exc import IntegrityError
@@ -32,6 +31,14 @@ class Conflict(Exception):
 
 class BadCursor(ValueError):
     """A pagination cursor we did not issue."""
+
+
+class NotFound(LookupError):
+    """What a request names does not exist, or is not the caller's to see."""
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
 
 
 # --- users and tokens ------------------------------------------------------------------
@@ -81,68 +88,24 @@ def user_for_token(session: Session, token_hash: str) -> User | None:
 # --- representation --------------------------------------------------------------------
 
 
-def iso(value: datetime | None) -> str | None:
-    if value is None:
-        return None
-    return value.isoformat().replace("+00:00", "Z")
+class Shown:
+    """A job as CONTRACT §3 shows it, for shared.schemas.JobSchema to dump: the job (an
+    object, or a row of visible_job) with its owner's application id, its artifacts and, in
+    detail, its events."""
+
+    __slots__ = ("job", "owner", "artifacts", "events")
+
+    def __init__(self, job, owner: str | None, artifacts: dict, events=()):
+        self.job, self.owner, self.artifacts, self.events = job, owner, artifacts, events
+
+    def __getattr__(self, name: str):
+        return getattr(self.job, name)
 
 
-def job_view(job: Job, artifacts: dict | None = None) -> dict[str, Any]:
-    """The job as CONTRACT §3 shows it."""
-    return _view(job, job.user.external_id if job.user else None, artifacts)
-
-
-def _view(job, owner: str | None, artifacts: dict | None) -> dict[str, Any]:
-    # `job`: a Job, or a row of the jobs table (job_detail).
-    return {
-        "id": job.id,
-        "job_type": job.job_type,
-        "status": job.status,
-        "phase": job.phase,
-        "progress": job.progress,
-        "params": job.params,
-        "result": job.result,
-        "error": job.error,
-        "user_id": owner,
-        "external_id": job.external_id,
-        "source": job.source,
-        "attempts": job.attempts,
-        "created_at": iso(job.created_at),
-        "updated_at": iso(job.updated_at),
-        "completed_at": iso(job.completed_at),
-        "artifacts": artifacts or {},
-    }
-
-
-def event_view(event: JobEvent) -> dict[str, Any]:
-    return {
-        "id": str(event.id),
-        "kind": event.kind,
-        "status": event.status,
-        "progress": event.progress,
-        "message": event.message,
-        "data": event.data,
-        "created_at": iso(event.created_at),
-    }
-
-
-def notification_view(n: Notification) -> dict[str, Any]:
-    return {
-        "id": str(n.id),
-        "type": n.type,
-        "title": n.title,
-        "message": n.message,
-        "job_id": n.job_id,
-        "data": n.data,
-        "created_at": iso(n.created_at),
-        "read_at": iso(n.read_at),
-    }
-
-
-def job_views(session: Session, jobs: list[Job]) -> list[dict[str, Any]]:
-    """Several jobs as CONTRACT §3 shows them, artifacts loaded in a few queries."""
-    produced = _artifacts(session, jobs)
-    return [job_view(job, produced.get(job.id, {})) for job in jobs]
+def shown(db: Session, jobs: list[Job]) -> list[Shown]:
+    """Jobs with their owners (loaded with them) and artifacts (read in a few queries)."""
+    produced = _artifacts(db, jobs)
+    return [Shown(job, job.user.external_id if job.user else None, produced.get(job.id, {})) for job in jobs]
 
 
 def _artifacts(db: Session | Connection, jobs) -> dict[str, dict]:
@@ -172,17 +135,21 @@ _EVENTS = (
 
 def visible_job(db: Session | Connection, user: User, job_id: str):
     """The row of a job `user` may see (their own; any, for an admin: as visible_jobs) with
-    its `owner`'s external id, or None: one query, all a poll answered 304 needs (etag(row))."""
+    its `owner`'s external id: one query, all a poll answered 304 needs (etag(row)).
+    NotFound when there is no such job, or not for this user."""
     if user.is_admin:
-        return db.execute(_ANY_JOB, {"job_id": job_id}).first()
-    return db.execute(_OWN_JOB, {"job_id": job_id, "user_id": user.id}).first()
+        row = db.execute(_ANY_JOB, {"job_id": job_id}).first()
+    else:
+        row = db.execute(_OWN_JOB, {"job_id": job_id, "user_id": user.id}).first()
+    if row is None:
+        raise NotFound("no such job")
+    return row
 
 
-def job_detail(db: Session | Connection, job) -> dict[str, Any]:
-    """A job's row (visible_job) shown with its events and artifacts, read as plain rows."""
-    events = db.execute(_EVENTS, {"job_id": job.id}).all()
-    produced = _artifacts(db, [job]).get(job.id, {})
-    return {**_view(job, job.owner, produced), "events": [event_view(e) for e in events]}
+def detail(db: Session | Connection, row) -> Shown:
+    """A job's row (visible_job) with its events and artifacts, read as plain rows."""
+    events = db.execute(_EVENTS, {"job_id": row.id}).all()
+    return Shown(row, row.owner, _artifacts(db, [row]).get(row.id, {}), events)
 
 
 def etag(job: Job) -> str:
@@ -309,12 +276,15 @@ def visible_jobs(user: User):
     return query if user.is_admin else query.where(Job.user_id == user.id)
 
 
-def get_visible_job(session: Session, user: User, job_id: str, lock: bool = False) -> Job | None:
-    """The job if `user` may see it (their own, or any for admins); None otherwise."""
+def get_visible_job(session: Session, user: User, job_id: str, lock: bool = False) -> Job:
+    """The job if `user` may see it (their own, or any for admins); NotFound otherwise."""
     query = visible_jobs(user).where(Job.id == job_id)
     if lock:
         query = query.with_for_update(of=Job)
-    return session.scalar(query)
+    job = session.scalar(query)
+    if job is None:
+        raise NotFound("no such job")
+    return job
 
 
 def list_jobs(session: Session, user: User, status=None, job_type=None, limit=20, cursor=None):
@@ -482,10 +452,13 @@ def list_notifications(session: Session, user: User, unread=None, job_id=None, l
 NOTIFICATION_ID = re.compile(r"[0-9]{1,18}")
 
 
-def mark_read(session: Session, user: User, notification_id: str) -> Notification | None:
-    if not NOTIFICATION_ID.fullmatch(notification_id):
-        return None  # not an id we issued
-    n = session.scalar(visible_notifications(user).where(Notification.id == int(notification_id)))
-    if n is not None and n.read_at is None:
+def mark_read(session: Session, user: User, notification_id: str) -> Notification:
+    """The notification, read; NotFound unless it is one `user` sees."""
+    n = None
+    if NOTIFICATION_ID.fullmatch(notification_id):  # else not an id we issued: no query
+        n = session.scalar(visible_notifications(user).where(Notification.id == int(notification_id)))
+    if n is None:
+        raise NotFound("no such notification")
+    if n.read_at is None:
         n.read_at = utcnow()
     return n

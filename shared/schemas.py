@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import re
 
-from marshmallow import INCLUDE, RAISE, Schema, ValidationError, fields, validate, validates_schema
+from marshmallow import INCLUDE, RAISE, Schema, ValidationError, fields, post_dump, validate, validates_schema
 
 from shared import lifecycle
 
@@ -146,17 +146,76 @@ class NotificationListQuerySchema(Schema):
     cursor = fields.String()
 
 
-class JobEventSchema(Schema):
+# --- answers: dumped by these schemas, described by them in /openapi.json -----------------
+
+
+class Timestamp(fields.DateTime):
+    """ISO-8601 in UTC with `Z` for its offset, as CONTRACT §2 writes timestamps."""
+
+    def _serialize(self, value, attr, obj, **kwargs):
+        return None if value is None else value.isoformat().replace("+00:00", "Z")
+
+
+class AnswerSchema(Schema):
+    """What an answer is dumped from: objects and rows by attribute, dicts by key (a row's
+    `row["id"]` is no key, and marshmallow would try it, and fail, field after field)."""
+
+    def get_attribute(self, obj, attr, default):
+        if isinstance(obj, dict):
+            return obj.get(attr, default)
+        return getattr(obj, attr, default)
+
+
+class JobEventSchema(AnswerSchema):
     id = fields.String()
     kind = fields.String()
     status = fields.String(allow_none=True)
     progress = fields.Integer(allow_none=True)
     message = fields.String(allow_none=True)
     data = fields.Raw(allow_none=True)
-    created_at = fields.String()
+    created_at = Timestamp()
 
 
-class JobSchema(Schema):
+class ArtifactImageSchema(AnswerSchema):
+    url = fields.String(allow_none=True)
+    file_path = fields.String(allow_none=True)
+    description = fields.String(allow_none=True)
+    format = fields.String(allow_none=True)
+    size_bytes = fields.Integer(allow_none=True)
+    width = fields.Integer(allow_none=True)
+    height = fields.Integer(allow_none=True)
+    model = fields.String(allow_none=True)
+    generation_time_seconds = fields.Float(allow_none=True)
+
+
+class ArtifactChapterSchema(AnswerSchema):
+    position = fields.Integer()
+    title = fields.String(allow_none=True)
+    description = fields.String(allow_none=True)
+    content = fields.String(allow_none=True)
+
+
+class ArtifactBookSchema(AnswerSchema):
+    title = fields.String(allow_none=True)
+    topic = fields.String(allow_none=True)
+    goal = fields.String(allow_none=True)
+    outline = fields.Raw(allow_none=True)
+    word_count = fields.Integer(allow_none=True)
+    chapter_count = fields.Integer(allow_none=True)
+    chapters = fields.List(fields.Nested(ArtifactChapterSchema))
+
+
+class ArtifactsSchema(AnswerSchema):
+    """What a job produced (shared/artifacts.py): its images, or its book; {} for neither."""
+
+    images = fields.List(fields.Nested(ArtifactImageSchema))
+    book = fields.Nested(ArtifactBookSchema)
+
+
+class JobSchema(AnswerSchema):
+    """A job as CONTRACT §3 shows it, dumped from shared.jobs.Shown (a job with its owner's
+    application id and its artifacts)."""
+
     id = fields.String()
     job_type = fields.String()
     status = fields.String(validate=validate.OneOf(lifecycle.STATUSES))
@@ -165,52 +224,73 @@ class JobSchema(Schema):
     params = fields.Dict()
     result = fields.Raw(allow_none=True)
     error = fields.Raw(allow_none=True)
-    user_id = fields.String(allow_none=True)
+    user_id = fields.String(attribute="owner", allow_none=True)
     external_id = fields.String(allow_none=True)
     source = fields.String(validate=validate.OneOf(["api", "callback", "action"]))
     attempts = fields.Integer()
-    created_at = fields.String()
-    updated_at = fields.String()
-    completed_at = fields.String(allow_none=True)
-    artifacts = fields.Dict()
+    created_at = Timestamp()
+    updated_at = Timestamp()
+    completed_at = Timestamp(allow_none=True)
+    artifacts = fields.Nested(ArtifactsSchema)
 
 
 class JobDetailSchema(JobSchema):
     events = fields.List(fields.Nested(JobEventSchema))
 
 
-class JobPageSchema(Schema):
+class JobPageSchema(AnswerSchema):
     items = fields.List(fields.Nested(JobSchema))
     next_cursor = fields.String(allow_none=True)
 
 
-class NotificationSchema(Schema):
+class NotificationSchema(AnswerSchema):
     id = fields.String()
     type = fields.String()
     title = fields.String()
     message = fields.String()
     job_id = fields.String(allow_none=True)
     data = fields.Dict()
-    created_at = fields.String()
-    read_at = fields.String(allow_none=True)
+    created_at = Timestamp()
+    read_at = Timestamp(allow_none=True)
 
 
-class NotificationPageSchema(Schema):
+class NotificationPageSchema(AnswerSchema):
     items = fields.List(fields.Nested(NotificationSchema))
     next_cursor = fields.String(allow_none=True)
 
 
-class ErrorSchema(Schema):
-    error = fields.String(required=True)
+class ErrorSchema(AnswerSchema):
+    """Every refusal (CONTRACT §2), dumped from ingress.errors.ApiError."""
+
+    error = fields.String(required=True, attribute="code")
     message = fields.String(required=True)
     details = fields.Dict()
 
+    @post_dump
+    def _details_only_when_given(self, data, **kwargs):
+        if not data.get("details"):
+            data.pop("details", None)
+        return data
 
-class AcceptedSchema(Schema):
-    accepted = fields.Boolean()
+
+class AcceptedSchema(AnswerSchema):
+    """A sender's delivery recorded (or found a duplicate): dumped from a deliveries.Recorded."""
+
+    accepted = fields.Boolean(dump_default=True, validate=validate.Equal(True))
     duplicate = fields.Boolean()
     delivery_id = fields.String()
     job_id = fields.String()
+
+
+class HealthSchema(AnswerSchema):
+    status = fields.String(validate=validate.OneOf(["ok"]))
+
+
+class ReadinessSchema(AnswerSchema):
+    """/readyz: each check "ok", or what is wrong with that part."""
+
+    status = fields.String(validate=validate.OneOf(["ready", "unavailable"]))
+    checks = fields.Dict(keys=fields.String(), values=fields.String())
 
 
 # --- sender-facing webhooks ------------------------------------------------------------
@@ -247,6 +327,15 @@ job_assign_schema = JobAssignSchema()
 job_list_query_schema = JobListQuerySchema()
 notification_list_query_schema = NotificationListQuerySchema()
 job_status_callback_schema = JobStatusCallbackSchema()
+job_schema = JobSchema()
+job_detail_schema = JobDetailSchema()
+job_page_schema = JobPageSchema()
+notification_schema = NotificationSchema()
+notification_page_schema = NotificationPageSchema()
+error_schema = ErrorSchema()
+accepted_schema = AcceptedSchema()
+health_schema = HealthSchema()
+readiness_schema = ReadinessSchema()
 
 
 # --- AI backends (seeds 001 and 002): their payloads exactly as they send them ----------

@@ -1,12 +1,15 @@
 """The app-facing API (CONTRACT §3) through Flask's test client on PostgreSQL."""
 
+import json
+
 import pytest
 
 from helpers import bearer, wait_for
 
 
 def create(client, token, job_type="cover_letter", params=None, **headers):
-    return client.post("/api/jobs", json={"job_type": job_type, "params": params or {}}, headers={**bearer(token), **headers})
+    body = {"job_type": job_type, "params": params or {}}
+    return client.post("/api/jobs", json=body, headers={**bearer(token), **headers})
 
 
 def test_create_job_is_pending_with_location(client, users):
@@ -61,6 +64,29 @@ def test_idempotency_key(client, users):
     _, token2 = users("erin")
     theirs = create(client, token2, params={"n": 1}, **{"Idempotency-Key": "order-1"})
     assert theirs.status_code == 202 and theirs.json["id"] != first.json["id"]
+
+
+def test_a_replayed_key_answers_the_job_as_it_is_now(app, client, users):
+    """The same Idempotency-Key answers the first job as GET shows it, artifacts included."""
+    from sqlalchemy import select
+
+    from helpers import hmac_headers
+    from helpers.env import WEBHOOK_SECRET
+    from shared import deliveries
+    from shared.models import Delivery
+
+    _, token = users("replay")
+    first = create(client, token, job_type="image_generation", **{"Idempotency-Key": "replay-1"}).json
+    raw = json.dumps({"job_id": first["id"], "status": "completed",
+                      "data": {"images": [{"url": "https://img.example/1.png", "dimensions": "2x1"}]}}).encode()
+    hook = client.post("/api/webhooks/image-completion", data=raw, headers=hmac_headers(WEBHOOK_SECRET, raw))
+    with app.extensions["sessionmaker"].begin() as db:  # the worker's step
+        pk = db.scalar(select(Delivery.id).where(Delivery.delivery_id == hook.json["delivery_id"]))
+        deliveries.apply(db, [pk], max_attempts=5)
+    again = create(client, token, job_type="image_generation", **{"Idempotency-Key": "replay-1"})
+    shown = client.get(f"/api/jobs/{first['id']}", headers=bearer(token)).json
+    assert (again.status_code, again.json["id"], again.json["status"]) == (200, first["id"], "succeeded")
+    assert again.json["artifacts"] == shown["artifacts"] and shown["artifacts"]["images"][0]["width"] == 2
 
 
 def test_visibility_other_user_404_admin_sees(client, users):
