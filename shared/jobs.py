@@ -9,6 +9,7 @@ import secrets
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
+from typing import Any
 
 from sqlalchemy import Connection, and_, bindparam, insert, inspect, or_, select, update
 from sqlalchemy.exc import IntegrityError
