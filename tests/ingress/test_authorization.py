@@ -2,7 +2,7 @@
 
 import pytest
 
-from helpers import bearer
+from helpers import Clock, bearer
 
 NO_TOKEN, BAD_TOKEN, OTHER, ADMIN, OWNER = "no token", "bad token", "another user", "admin", "owner"
 
@@ -91,19 +91,20 @@ def test_a_polling_frontend_costs_one_token_lookup_per_cache_period(app, client,
 
 
 def test_a_revoked_token_is_refused_once_the_cache_period_is_over(app, client, users):
-    import time
-
     from shared.jobs import hash_token
     from shared.models import ApiToken, utcnow
     from ingress.auth import TokenCache
 
     _, token = users("revoked")
-    app.extensions["token_cache"] = cache = TokenCache(seconds=0.3)
+    clock = Clock()
+    app.extensions["token_cache"] = cache = TokenCache(clock=clock)
     try:
         assert client.get("/api/notifications", headers=bearer(token)).status_code == 200
         with app.extensions["sessionmaker"].begin() as db:
             db.query(ApiToken).filter_by(token_hash=hash_token(token)).update({"revoked_at": utcnow()})
-        time.sleep(cache.seconds)
+        clock.advance(cache.seconds - 0.001)
+        assert client.get("/api/notifications", headers=bearer(token)).status_code == 200, "remembered for its period"
+        clock.advance(0.001)
         refused = client.get("/api/notifications", headers=bearer(token))
         assert refused.status_code == 401 and refused.json["error"] == "unauthorized"
     finally:
