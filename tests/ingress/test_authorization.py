@@ -2,7 +2,7 @@
 
 import pytest
 
-from helpers import Clock, bearer
+from helpers import bearer
 
 NO_TOKEN, BAD_TOKEN, OTHER, ADMIN, OWNER = "no token", "bad token", "another user", "admin", "owner"
 
@@ -68,44 +68,3 @@ def test_lists_show_only_what_each_may_see(client, world):
 def test_webhooks_ignore_bearer_tokens(client, world, path):
     response = client.post(path, json={"job_id": world["job"], "status": "succeeded"}, headers=world["headers"][ADMIN])
     assert (response.status_code, response.json["error"]) == (401, "missing_signature")
-
-
-def test_a_polling_frontend_costs_one_token_lookup_per_cache_period(app, client, users):
-    from sqlalchemy import event
-
-    _, token = users("poller")
-    job = client.post("/api/jobs", json={"job_type": "poll"}, headers=bearer(token)).json
-    lookups = []
-
-    def count(_conn, _cursor, statement, *_):
-        if "api_tokens" in statement:
-            lookups.append(statement)
-
-    event.listen(app.extensions["engine"], "before_cursor_execute", count)
-    try:
-        answers = [client.get(f"/api/jobs/{job['id']}", headers=bearer(token)).status_code for _ in range(20)]
-    finally:
-        event.remove(app.extensions["engine"], "before_cursor_execute", count)
-    assert answers == [200] * 20
-    assert len(lookups) <= 1
-
-
-def test_a_revoked_token_is_refused_once_the_cache_period_is_over(app, client, users):
-    from shared.jobs import hash_token
-    from shared.models import ApiToken, utcnow
-    from ingress.auth import TokenCache
-
-    _, token = users("revoked")
-    clock = Clock()
-    app.extensions["token_cache"] = cache = TokenCache(clock=clock)
-    try:
-        assert client.get("/api/notifications", headers=bearer(token)).status_code == 200
-        with app.extensions["sessionmaker"].begin() as db:
-            db.query(ApiToken).filter_by(token_hash=hash_token(token)).update({"revoked_at": utcnow()})
-        clock.advance(cache.seconds - 0.001)
-        assert client.get("/api/notifications", headers=bearer(token)).status_code == 200, "remembered for its period"
-        clock.advance(0.001)
-        refused = client.get("/api/notifications", headers=bearer(token))
-        assert refused.status_code == 401 and refused.json["error"] == "unauthorized"
-    finally:
-        app.extensions["token_cache"] = TokenCache()
