@@ -45,12 +45,15 @@ def fresh_copy(target: Path) -> Path:
 
 
 def procfile(root: Path = ROOT) -> dict[str, str]:
-    """Each process type's command line, as a Procfile runner reads it."""
-    commands = {}
-    for line in (root / "Procfile").read_text().splitlines():
+    """Each process type's command line, as a Procfile runner reads it; a line it would not read is an error."""
+    commands: dict[str, str] = {}
+    for line in (root / "Procfile").read_text(encoding="utf-8").splitlines():
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
         name, sep, command = line.partition(":")
-        if sep and not line.lstrip().startswith("#"):
-            commands[name.strip()] = command.strip()
+        if not sep or name.strip() in commands:
+            raise ValueError(f"Procfile line without 'name: command', or a process type twice: {line!r}")
+        commands[name.strip()] = command.strip()
     return commands
 
 
