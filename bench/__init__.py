@@ -1,1 +1,0 @@
-"""The benchmark (issue #6): `.venv/bin/python bench/run.py`, see bench/README.md."""

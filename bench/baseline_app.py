@@ -1,12 +1,6 @@
-"""The ingress baseline: a Flask app that only reads the body and answers 200.
-
-Run under the same gunicorn command and configuration as the service's `web` process:
-
-    gunicorn --config ingress/gunicorn_conf.py "bench.baseline_app:create_app()"
-
-It answers the callback path with a small JSON body shaped like the service's, so the two
-differ only in what the service does per request (verify, validate, record, enqueue, log).
-"""
+"""The ingress baseline: a Flask app that reads the body and answers a JSON 200 shaped like the
+service's, run by the Procfile's web line with its app replaced, so that the two differ only in
+what the service does per request (verify, validate, record, enqueue, log)."""
 
 from __future__ import annotations
 

@@ -10,86 +10,60 @@ import subprocess
 import time
 from pathlib import Path
 
-from bench.load import callback_body, sign
+from bench.load import callback_body
+from helpers import wait_for
+from shared.signing import hmac_signature
 
-LUA = Path(__file__).resolve().parent / "wrk_hooks.lua"
-GET_LUA = Path(__file__).resolve().parent / "wrk_get.lua"
-INSTALL = "apt-get update && apt-get install -y wrk"
-
-
-def ensure_wrk(install: bool) -> str:
-    """The wrk binary; installed with apt-get when missing, `install` is set and we are root."""
-    found = shutil.which("wrk")
-    if found:
-        return found
-    if install and os.geteuid() == 0 and shutil.which("apt-get"):
-        print(f"wrk is missing; installing it: {INSTALL}", flush=True)
-        subprocess.run(["sh", "-c", INSTALL + " >/dev/null"], check=True)
-        found = shutil.which("wrk")
-        if found:
-            return found
-    raise SystemExit(f"wrk is required and not installed. Install it with:\n  {INSTALL}\n"
-                     "(as root; run.py does it itself when run as root unless --no-install is given)")
+SCRIPT = Path(__file__).resolve().parent / "wrk_hooks.lua"
 
 
-def write_bodies(path: Path, secret: bytes, jobs: list[str], progress: int = 50) -> Path:
-    """One signed body per job, timestamped now (valid for the 300 s tolerance)."""
+def ensure_wrk() -> None:
+    if not shutil.which("wrk"):
+        raise SystemExit("wrk is required and not installed: apt-get install -y wrk")
+
+
+def write_bodies(path: Path, secret: bytes, jobs: list[str], n: int) -> Path:
+    """`n` distinct bodies (the i-th for job i % len(jobs)), each signed with the timestamp of now."""
     ts = int(time.time())
     with open(path, "w") as f:
-        for n, job in enumerate(jobs):
-            body = callback_body(job, progress, f"wrk step {n}")
-            f.write(f"{ts}\t{sign(secret, ts, body)}\t{body.decode()}\n")
+        for i in range(n):
+            body = callback_body(jobs[i % len(jobs)], 50, f"wrk {path.stem} {i}")
+            f.write(f"{ts}\t{hmac_signature(secret, ts, body)}\t{body.decode()}\n")
     return path
 
 
-def run(
-    wrk: str, url: str, bodies: Path, prefix: str, workdir: Path, *, seconds: float = 10, count: int = 0,
-    threads: int = 2, connections: int = 32, timeout: float = 600, log_name: str = "wrk",
-    script: Path = LUA, script_args: list[str] | None = None,
-) -> dict:
-    """Run wrk; with `count`, exactly that many deliveries, stopped as soon as all are answered.
-
-    With `script`/`script_args`, another script for a duration (bench/wrk_get.lua)."""
-    done_dir = workdir / f"{log_name}.done"
-    shutil.rmtree(done_dir, ignore_errors=True)
-    done_dir.mkdir(parents=True)
-    duration = timeout if count else seconds
-    if script_args is None:
-        script_args = [str(bodies), prefix, str(count), str(threads), str(done_dir)]
-    argv = [wrk, "-t", str(threads), "-c", str(connections), "-d", f"{int(duration)}s", "--timeout", "10s",
-            "-s", str(script), url, "--", *script_args]
-    out_path = workdir / f"{log_name}.out"
-    started = time.monotonic()
-    with open(out_path, "wb") as out:
-        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+def run(url: str, secret: bytes, jobs: list[str], prefix: str, workdir: Path, name: str, *, seconds: float = 0,
+        count: int = 0, threads: int = 2, connections: int = 32, max_rate: int = 10_000) -> dict:
+    """wrk for `seconds`, or for exactly `count` deliveries (stopped once all are answered); each
+    request a distinct delivery, for up to `max_rate` requests per second."""
+    bodies = write_bodies(workdir / f"wrk-{name}.tsv", secret, jobs, count or int(seconds * max_rate))
+    done = workdir / f"wrk-{name}.done"
+    shutil.rmtree(done, ignore_errors=True)
+    done.mkdir(parents=True)
+    duration = 600 if count else seconds
+    argv = ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{int(duration)}s", "--timeout", "10s",
+            "-s", str(SCRIPT), url, "--", str(bodies), prefix, str(count), str(threads), str(done)]
+    out = workdir / f"wrk-{name}.out"
+    with open(out, "wb") as log:
+        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         if count:
-            while proc.poll() is None:
-                if len(list(done_dir.iterdir())) >= threads:
-                    # wrk's main thread sleeps for -d whatever its threads do: SIGINT ends it now.
-                    proc.send_signal(signal.SIGINT)
-                    break
-                time.sleep(0.02)
+            # wrk's main thread sleeps for -d whatever its threads do: SIGINT once they are all done.
+            wait_for(lambda: proc.poll() is not None or len(list(done.iterdir())) >= threads,
+                     timeout=duration, interval=0.02, message="wrk's threads to send their share")
+            proc.send_signal(signal.SIGINT)
         try:
             proc.wait(timeout=duration + 60)
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
-    wall = time.monotonic() - started
-    text = out_path.read_text(errors="replace")
-    for line in text.splitlines():
-        if line.startswith("BENCH_JSON "):
-            result = json.loads(line[len("BENCH_JSON "):])
-            break
-    else:
+    text = out.read_text(errors="replace")
+    lines = [line for line in text.splitlines() if line.startswith("BENCH_JSON ")]
+    if not lines:
         raise RuntimeError(f"wrk gave no result:\n{text[-3000:]}")
-    seconds_run = result["duration_us"] / 1e6
-    result.setdefault("filler", 0)
-    result.update(
-        seconds=round(seconds_run, 3),
-        wall_seconds=round(wall, 3),
-        ok_per_s=round(result["ok"] / seconds_run, 1) if seconds_run else None,
-        threads=threads,
-        connections=connections,
-        latency_ms={k: round(v / 1000, 2) for k, v in result.pop("latency_us").items()},
-    )
+    result = json.loads(lines[0].removeprefix("BENCH_JSON "))
+    if not count:
+        bodies.unlink()  # up to seconds x max_rate of them: kept only where the burst re-sends from them
+    ran = result["duration_us"] / 1e6
+    result.update(seconds=round(ran, 3), ok_per_s=round(result["ok"] / ran, 1) if ran else None,
+                  latency_ms={k: round(v / 1000, 2) for k, v in result.pop("latency_us").items()})
     return result

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from functools import wraps
 
 from flask import current_app, g, request
@@ -23,15 +24,16 @@ TOKEN_CACHE_SIZE = 10_000
 
 
 class TokenCache:
-    def __init__(self, seconds: float = TOKEN_CACHE_SECONDS, size: int = TOKEN_CACHE_SIZE):
-        self.seconds, self.size = seconds, size
+    def __init__(self, seconds: float = TOKEN_CACHE_SECONDS, size: int = TOKEN_CACHE_SIZE,
+                 clock: Callable[[], float] = time.monotonic):
+        self.seconds, self.size, self.clock = seconds, size, clock
         self._lock = threading.Lock()
         self._users: dict[str, tuple[float, User]] = {}
 
     def user(self, token_hash: str) -> User | None:
         """The request session's copy of the token's user, or None when it is not valid."""
         db = session()
-        now = time.monotonic()
+        now = self.clock()
         with self._lock:
             cached = self._users.get(token_hash)
         if cached is not None and now - cached[0] < self.seconds:

@@ -62,12 +62,14 @@ class Recorder:
         publish: Callable[[list[int]], object] = lambda pks: enqueue(APPLY_DELIVERIES, delivery_pks=pks),
         timeout: float = 10.0,
         linger: float = PUBLISH_LINGER,
+        clock: Callable[[], float] = time.monotonic,
     ):
         # The app's autocommit engine: the one statement of a batch is its own transaction.
         self._engine = engine
         self._publish = publish
         self._timeout = timeout
         self._linger = linger
+        self._clock = clock
         self._lock = threading.Lock()
         self._pid: int | None = None
         self._queue: queue.SimpleQueue[_Pending] = queue.SimpleQueue()
@@ -97,10 +99,11 @@ class Recorder:
         due = 0.0  # when the first of `unpublished` was committed, plus the linger
         while True:
             try:
-                first = waiting.get(timeout=max(0.0, due - time.monotonic())) if unpublished else waiting.get()
+                first = waiting.get(timeout=max(0.0, due - self._clock())) if unpublished else waiting.get()
             except queue.Empty:
-                self._publish_all(unpublished)
-                unpublished = []
+                if self._clock() >= due:  # the clock decides, not how long the wait took
+                    self._publish_all(unpublished)
+                    unpublished = []
                 continue
             batch = [first]
             while len(batch) < deliveries.BATCH:
@@ -118,9 +121,9 @@ class Recorder:
                         pending.done.set()
                 continue
             if new and not unpublished:
-                due = time.monotonic() + self._linger
+                due = self._clock() + self._linger
             unpublished += new
-            if len(unpublished) >= deliveries.BATCH or (unpublished and time.monotonic() >= due):
+            if len(unpublished) >= deliveries.BATCH or (unpublished and self._clock() >= due):
                 self._publish_all(unpublished)
                 unpublished = []
 

@@ -21,9 +21,8 @@ from helpers.env import (  # noqa: E402  (sets the environment first)
     DB_NAME, N8N_API_KEY, N8N_SECRET, PG_ADMIN_URL, TEST_DATABASE_URL, TEST_REDIS_URL,
 )
 
-from sqlalchemy import create_engine, text  # noqa: E402
-
 from helpers import n8n_standin  # noqa: E402
+from helpers.postgres import fresh_database, migrate  # noqa: E402
 from helpers.report import Reliability  # noqa: E402
 
 RELIABILITY = Reliability()
@@ -48,20 +47,9 @@ def pytest_terminal_summary(terminalreporter):
 @pytest.fixture(scope="session")
 def database_url():
     """A fresh PostgreSQL database for this run, migrated with Alembic, dropped after."""
-    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{DB_NAME}"'))
-    from alembic import command
-    from alembic.config import Config
-
-    config = Config(str(ROOT / "shared/migrations/alembic.ini"))
-    config.attributes["database_url"] = TEST_DATABASE_URL
-    config.attributes["configure_logger"] = False
-    command.upgrade(config, "head")
-    yield TEST_DATABASE_URL
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{DB_NAME}" WITH (FORCE)'))
-    admin.dispose()
+    with fresh_database(PG_ADMIN_URL, DB_NAME) as url:
+        assert url == TEST_DATABASE_URL
+        yield migrate(url)
 
 
 @pytest.fixture(scope="session")

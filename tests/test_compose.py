@@ -11,9 +11,10 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
+from helpers.processes import procfile
+
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE = ROOT / "docker-compose.yml"
-PROCFILE = ROOT / "Procfile"
 DOCKERFILE = ROOT / "Dockerfile"
 
 PROCESS_TYPES = ("release", "web", "worker", "beat", "flower")
@@ -25,19 +26,6 @@ SHELL_DEFAULT = re.compile(r"\$\{[A-Za-z_][A-Za-z0-9_]*:-([^}]*)\}")
 def resolve_defaults(text: str) -> str:
     """`${WORKER_CONCURRENCY:-2}` -> `2`: what the command runs with the variable unset."""
     return SHELL_DEFAULT.sub(lambda m: m.group(1), text)
-
-
-def procfile() -> dict[str, str]:
-    entries: dict[str, str] = {}
-    for line in PROCFILE.read_text(encoding="utf-8").splitlines():
-        if not line.strip() or line.lstrip().startswith("#"):
-            continue
-        name, sep, command = line.partition(":")
-        assert sep, f"Procfile line without 'name: command': {line!r}"
-        name = name.strip()
-        assert name not in entries, f"process type {name!r} defined twice"
-        entries[name] = command.strip()
-    return entries
 
 
 def compose() -> dict:

@@ -10,11 +10,11 @@ import subprocess
 
 import pytest
 import requests
-from sqlalchemy import create_engine, text
 
 from helpers import bearer, wait_for
 from helpers.env import N8N_SECRET, PG_ADMIN_URL
-from helpers.processes import BIN, ProcfileStack, free_port, procfile
+from helpers.postgres import fresh_database as new_database
+from helpers.processes import BIN, Stack, free_port
 from helpers.redis_server import RedisServer
 
 NOT_INHERITED = {"DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL", "VAR_DIR", "PUBLIC_BASE_URL", "PORT",
@@ -29,18 +29,12 @@ def clone_env(**extra: str) -> dict:
     return {**env, **extra}
 
 
-def release(clone, env: dict) -> None:
-    done = subprocess.run(["sh", "-c", procfile(clone)["release"]], cwd=clone, env=env,
-                          capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stdout + done.stderr
-
-
 def doctor(clone, env: dict) -> subprocess.CompletedProcess:
     return subprocess.run(["sh", "-c", "flask --app ingress doctor"], cwd=clone, env=env,
                           capture_output=True, text=True, timeout=60)
 
 
-def ready(stack: ProcfileStack):
+def ready(stack: Stack):
     try:
         answer = requests.get(stack.base_url + "/readyz", timeout=5)
     except requests.RequestException:
@@ -48,21 +42,15 @@ def ready(stack: ProcfileStack):
     return answer if answer.status_code == 200 else None
 
 
-def job(stack: ProcfileStack, token: str, job_id: str) -> dict:
+def job(stack: Stack, token: str, job_id: str) -> dict:
     return requests.get(f"{stack.base_url}/api/jobs/{job_id}", headers=bearer(token), timeout=10).json()
 
 
 @pytest.fixture
 def fresh_database():
     """A PostgreSQL database of its own, empty: the Procfile's `release` migrates it."""
-    name = f"bridge_fresh_{os.getpid()}_{secrets.token_hex(3)}"
-    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    yield PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    with new_database(PG_ADMIN_URL, f"bridge_fresh_{os.getpid()}_{secrets.token_hex(3)}") as url:
+        yield url
 
 
 @pytest.fixture
@@ -75,13 +63,13 @@ def broker(tmp_path_factory):
 
 def test_procfile_processes_from_a_fresh_clone(fresh_copy, fresh_database, broker, n8n, tmp_path_factory):
     env = clone_env(DATABASE_URL=fresh_database, REDIS_URL=broker.url, N8N_JOB_WEBHOOK=n8n.url("/webhook/ai-job"))
-    stack = ProcfileStack(env, tmp_path_factory.mktemp("logs"), fresh_copy)
+    stack = Stack(env, tmp_path_factory.mktemp("logs"), root=fresh_copy, inherit=False)
     port = stack.port
-    release(fresh_copy, env)
+    stack.release()
     try:
-        stack.start_type("web", PORT=str(port))
-        stack.start_type("worker", PORT=str(port + 100))
-        stack.start_type("beat", PORT=str(port + 200))
+        stack.spawn("web", PORT=str(port))
+        stack.spawn("worker", PORT=str(port + 100))
+        stack.spawn("beat", PORT=str(port + 200))
         stack.wait_http("/healthz")
         stack.wait_log("worker", b"ready.", timeout=60)
         wait_for(lambda: ready(stack), timeout=60, message="/readyz 200 with beat and a worker running")
@@ -113,7 +101,7 @@ def test_procfile_processes_from_a_fresh_clone(fresh_copy, fresh_database, broke
         redis = broker.client()
         wait_for(lambda: redis.llen("celery"), message="the delivery's message in the broker")
         redis.flushall()
-        stack.start_type("worker", PORT=str(port + 100))
+        stack.spawn("worker", PORT=str(port + 100))
         done = wait_for(lambda: (j := job(stack, token, created["id"]))["status"] == "succeeded" and j,
                         timeout=60, message="the flushed delivery applied by the redeliver sweep")
         assert [e["status"] for e in done["events"]] == ["retrying", "dispatched", "succeeded"]
@@ -152,17 +140,17 @@ def test_embedded_default_whichever_process_starts_first(first, fresh_copy, n8n,
     """No DATABASE_URL, no REDIS_URL: SQLite and the sqla+sqlite broker under var/, which the
     first process to start makes, whichever it is."""
     env = clone_env(N8N_JOB_WEBHOOK=n8n.url("/webhook/ai-job"), FLOWER_PORT=str(free_port()))
-    stack = ProcfileStack(env, tmp_path_factory.mktemp("logs"), fresh_copy)
+    stack = Stack(env, tmp_path_factory.mktemp("logs"), root=fresh_copy, inherit=False)
     port = stack.port
     other = {"worker": "beat", "beat": "worker"}[first]
     try:
-        stack.start_type(first, PORT=str(port + 100))
+        stack.spawn(first, PORT=str(port + 100))
         stack.wait_log(first, b"ready." if first == "worker" else b"Sending due task", timeout=60)
         assert (fresh_copy / "var/broker.db").exists()
-        release(fresh_copy, env)
-        stack.start_type(other, PORT=str(port + 200))
-        stack.start_type("web", PORT=str(port))
-        stack.start_type("flower")
+        stack.release()
+        stack.spawn(other, PORT=str(port + 200))
+        stack.spawn("web", PORT=str(port))
+        stack.spawn("flower")
         wait_for(lambda: ready(stack), timeout=90, message="/readyz 200 on the embedded default")
         flower = f"http://127.0.0.1:{env['FLOWER_PORT']}/"
 

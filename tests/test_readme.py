@@ -3,17 +3,15 @@
 
 import os
 import re
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import requests
 
 from helpers import bearer, wait_for
 from helpers.env import N8N_API_KEY, N8N_SECRET
-from helpers.processes import free_port
+from helpers.processes import Stack
 
 ROOT = Path(__file__).resolve().parent.parent
 VENV = Path(sys.executable).parent.parent
@@ -32,19 +30,16 @@ def test_readme_opens_with_the_run_and_test_commands():
     assert re.search(r"^\s*make test\b", ci, flags=re.M), ".ci/run must run README's test command"
 
 
-def test_make_run_on_the_embedded_default(fresh_copy, n8n):
-    port = free_port()
+def test_make_run_on_the_embedded_default(fresh_copy, n8n, tmp_path_factory):
     env = {k: v for k, v in os.environ.items()
            if k not in {"DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL", "VAR_DIR", "PUBLIC_BASE_URL"}}
     env.update(N8N_JOB_WEBHOOK=n8n.url("/webhook/ai-job"), N8N_WEBHOOK_SECRET=N8N_SECRET, N8N_API_KEY=N8N_API_KEY,
                SWEEP_INTERVAL="1")
-    log = open(fresh_copy / "run.log", "wb")
-    proc = subprocess.Popen(
-        ["make", "run", f"VENV={VENV}", f"PORT={port}"], cwd=fresh_copy, env=env,
-        stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-    )
-    base = f"http://127.0.0.1:{port}"
+    run = Stack(env, tmp_path_factory.mktemp("make-run"), root=fresh_copy, inherit=False)
+    base = run.base_url
     try:
+        run.spawn("make", f"make run VENV={VENV} PORT={run.port}")
+
         def ready():
             try:
                 return requests.get(base + "/readyz", timeout=2).status_code == 200
@@ -69,13 +64,7 @@ def test_make_run_on_the_embedded_default(fresh_copy, n8n):
         assert [n["type"] for n in notes] == ["job_succeeded"]
         assert (fresh_copy / "var/app.db").exists() and (fresh_copy / "var/broker.db").exists()
     except BaseException:
-        log.flush()
-        print((fresh_copy / "run.log").read_text()[-5000:])
+        print(run.log("make")[-5000:].decode(errors="replace"))
         raise
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-        time.sleep(0.5)
+        run.stop()  # back once make, honcho and every process honcho started are gone

@@ -1,4 +1,4 @@
-"""Helpers shared by the tests: auth headers, signing, waiting for an outcome."""
+"""Helpers shared by the tests: auth headers, signing, waiting for an outcome, a clock to move."""
 
 from __future__ import annotations
 
@@ -6,6 +6,19 @@ import json
 import time
 
 from shared.signing import hmac_signature, standard_webhooks_signature
+
+
+class Clock:
+    """A monotonic clock for code that takes one (`clock=`): it moves only when the test says."""
+
+    def __init__(self, now: float = 1_000.0):
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
 
 
 def bearer(token: str) -> dict:

@@ -1,32 +1,70 @@
-"""Holding and watching the test database from outside; a private PostgreSQL to break."""
+"""Fresh databases, holding and watching the test database from outside; a private PostgreSQL
+to break. No pytest here: the bench makes its database with these too."""
 
 import os
 import shutil
 import signal
 import subprocess
 import tempfile
-import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from sqlalchemy import text
+from sqlalchemy import create_engine, text
 
-from helpers.processes import free_port
+from helpers import wait_for
+from helpers.processes import ROOT, Stack, free_port, private_stack
+
+
+def create_database(admin_url: str, name: str) -> str:
+    """A new, empty database on the server of `admin_url`; its URL."""
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    admin.dispose()
+    return admin_url.rsplit("/", 1)[0] + "/" + name
+
+
+def drop_database(admin_url: str, name: str) -> None:
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@contextmanager
+def fresh_database(admin_url: str, name: str) -> Iterator[str]:
+    """A new, empty database for the block (its URL), dropped after it."""
+    url = create_database(admin_url, name)
+    try:
+        yield url
+    finally:
+        drop_database(admin_url, name)
+
+
+def migrate(url: str) -> str:
+    """The database at `url` brought to the latest migration, in this process (Alembic); its URL."""
+    from alembic import command
+    from alembic.config import Config
+
+    config = Config(str(ROOT / "shared/migrations/alembic.ini"))
+    config.attributes["database_url"] = url
+    config.attributes["configure_logger"] = False
+    command.upgrade(config, "head")
+    return url
 
 
 def insert_waiting(engine, timeout: float = 10):
     """Until a backend of this database waits for a lock (an INSERT behind LOCK TABLE)."""
-    deadline = time.monotonic() + timeout
     with engine.connect() as connection:
-        while True:
-            waiting = connection.scalar(text(
+        def waiting():
+            count = connection.scalar(text(
                 "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
             ))
             connection.rollback()  # pg_stat_activity is read once per transaction
-            if waiting:
-                return
-            assert time.monotonic() < deadline, "no INSERT ever waited for the lock"
-            time.sleep(0.01)
+            return count
+
+        wait_for(waiting, timeout=timeout, interval=0.01, message="an INSERT waiting for the lock")
 
 
 @contextmanager
@@ -89,21 +127,7 @@ class PrivatePostgres:
 
     def migrated_database(self, name: str = "bridge") -> str:
         """Create a database, migrate it with Alembic; its URL."""
-        from alembic import command
-        from alembic.config import Config
-        from sqlalchemy import create_engine
-
-        from helpers.processes import ROOT
-
-        admin = create_engine(self.url("postgres"), isolation_level="AUTOCOMMIT")
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-        admin.dispose()
-        config = Config(str(ROOT / "shared/migrations/alembic.ini"))
-        config.attributes["database_url"] = self.url(name)
-        config.attributes["configure_logger"] = False
-        command.upgrade(config, "head")
-        return self.url(name)
+        return migrate(create_database(self.url("postgres"), name))
 
     def url(self, database: str) -> str:
         return f"postgresql+psycopg2://postgres@127.0.0.1:{self.port}/{database}"
@@ -131,3 +155,23 @@ class PrivatePostgres:
         if self.data.exists() and self.running():
             self.stop()
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+@contextmanager
+def private_postgres_stack(workdir: Path, n8n) -> Iterator[Stack]:
+    """web, worker and beat on a private PostgreSQL (migrated; `stack.pg`, to stop or freeze) and
+    a private Redis; `stack.engine` reads the database across its outages (pre-ping)."""
+    from shared.db import make_engine
+
+    pg = PrivatePostgres()
+    try:
+        pg.init()
+        pg.start()
+        with private_stack(workdir, n8n, DATABASE_URL=pg.migrated_database()) as stack:
+            stack.pg, stack.engine = pg, make_engine(stack.env["DATABASE_URL"], pool_pre_ping=True)
+            try:
+                yield stack
+            finally:
+                stack.engine.dispose()
+    finally:
+        pg.remove()

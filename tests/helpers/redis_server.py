@@ -1,13 +1,13 @@
-"""A private redis-server for tests that flush or kill the broker."""
+"""A private redis-server (never the machine's), for tests that flush or kill the broker and for the bench."""
 
 from __future__ import annotations
 
 import shutil
 import subprocess
-import time
 
 import redis
 
+from helpers import wait_for
 from helpers.processes import free_port
 
 
@@ -25,15 +25,13 @@ class RedisServer:
              "--dir", str(self.workdir)],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
-        client = redis.Redis(port=self.port)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                client.ping()
-                return
-            except redis.ConnectionError:
-                time.sleep(0.05)
-        raise TimeoutError("private redis-server did not start")
+        wait_for(self._answers, timeout=10, interval=0.05, message="the private redis-server to answer")
+
+    def _answers(self) -> bool:
+        try:
+            return self.client().ping()
+        except redis.ConnectionError:
+            return False
 
     def client(self) -> redis.Redis:
         return redis.Redis(port=self.port)

@@ -16,9 +16,7 @@ from sqlalchemy import text
 
 from helpers import bearer, body_of, hmac_headers, wait_for
 from helpers.env import N8N_SECRET
-from helpers.postgres import ANSWER_WITHIN, PrivatePostgres
-from helpers.processes import Stack
-from helpers.redis_server import RedisServer
+from helpers.postgres import ANSWER_WITHIN, private_postgres_stack
 
 HOOK = "/api/n8n/hooks/job-status"
 
@@ -91,29 +89,10 @@ def test_a_statement_waiting_past_the_bound_is_503_and_logs_no_parameters(bounde
 
 
 @pytest.fixture(scope="module")
-def frozen_stack(request, n8n, tmp_path_factory):
+def frozen_stack(n8n, tmp_path_factory):
     """web, worker and beat on a private PostgreSQL (to freeze) and a private Redis."""
-    from shared.db import make_engine
-
-    pg = PrivatePostgres()
-    request.addfinalizer(pg.remove)
-    pg.init()
-    pg.start()
-    database_url = pg.migrated_database()
-    engine = make_engine(database_url, pool_pre_ping=True)  # the test reads across the freeze
-    request.addfinalizer(engine.dispose)
-    workdir = tmp_path_factory.mktemp("frozen-database")
-    broker = RedisServer(workdir)
-    broker.start()
-    request.addfinalizer(broker.stop)
-    stack = Stack(
-        env={"DATABASE_URL": database_url, "REDIS_URL": broker.url, "N8N_JOB_WEBHOOK": n8n.url("/webhook/ai-job")},
-        workdir=workdir,
-    )
-    request.addfinalizer(stack.stop)  # before broker.stop and pg.remove (finalizers are LIFO)
-    stack.start()
-    stack.pg, stack.engine = pg, engine
-    return stack
+    with private_postgres_stack(tmp_path_factory.mktemp("frozen-database"), n8n) as stack:
+        yield stack
 
 
 def test_a_frozen_database_is_503_within_the_bound_and_all_resumes(frozen_stack, n8n):

@@ -3,7 +3,6 @@ each request is answered only once its own delivery is committed, and a row the 
 refuses fails only its own request."""
 
 import threading
-import time
 import uuid
 from contextlib import contextmanager
 
@@ -15,6 +14,7 @@ from ingress.recorder import Recorder, RecordTimeout
 from shared.deliveries import Incoming
 from shared.db import make_sessionmaker
 from shared.models import Delivery
+from helpers import Clock, wait_for
 from helpers.postgres import insert_waiting, writes_held
 
 
@@ -28,10 +28,9 @@ class Published(list):
         self.append(pks)
 
     def wait_for(self, n):
-        deadline = time.monotonic() + 10
-        while sum(len(pks) for pks in self) < n:
-            assert time.monotonic() < deadline, f"published {list(self)}, expected {n} deliveries"
-            time.sleep(0.01)
+        """The ids published, once `n` deliveries are."""
+        wait_for(lambda: sum(len(pks) for pks in self) >= n, timeout=10, interval=0.01,
+                 message=f"{n} deliveries published (published: {list(self)})")
         return sorted(pk for pks in self for pk in pks)
 
 
@@ -66,10 +65,8 @@ def record_all(recorder, items):
 
 
 def wait_queued(recorder, n):
-    deadline = time.monotonic() + 10
-    while recorder._queue.qsize() != n:
-        assert time.monotonic() < deadline, "the requests never reached the writer"
-        time.sleep(0.005)
+    wait_for(lambda: recorder._queue.qsize() == n, timeout=10, interval=0.005,
+             message=f"{n} requests waiting for the writer")
 
 
 @pytest.fixture
@@ -111,19 +108,21 @@ def test_concurrent_deliveries_share_one_commit_and_one_message(engine, sessionm
 
 
 def test_deliveries_committed_within_the_linger_share_one_message(engine):
-    published = Published()
-    recorder = Recorder(engine, published, linger=1.0)
-    started = time.monotonic()
+    published, clock = Published(), Clock()
+    recorder = Recorder(engine, published, linger=0.5, clock=clock)
     # One after the other, each answered before the next is sent: three batches of one.
     results = [recorder.record(incoming()) for _ in range(3)]
+    clock.advance(0.499)
+    results.append(recorder.record(incoming()))  # still within the linger of the first
     assert published == [], "published before the linger ended"
-    assert time.monotonic() - started < 1.0, "the test's own precondition: all three within the linger"
 
-    assert published.wait_for(3) == sorted(r.pk for r in results)
+    clock.advance(0.001)
+    assert published.wait_for(4) == sorted(r.pk for r in results)
     assert len(published) == 1
     # Nothing is held past the linger when no other delivery comes.
     later = recorder.record(incoming())
-    assert published.wait_for(4)[-1] == later.pk
+    clock.advance(0.5)
+    assert published.wait_for(5)[-1] == later.pk
     assert len(published) == 2
 
 
@@ -134,9 +133,11 @@ def test_a_refused_row_fails_only_its_own_request(engine, sessionmaker):
     # A job id longer than the column: PostgreSQL refuses the row (the schemas stop it earlier).
     items = [incoming(), incoming(job_id="x" * 300), incoming()]
     with writes_held(engine):
+        ahead, _ = record_all(recorder, [incoming()])
+        insert_waiting(engine)  # the writer is busy with the one ahead: the three wait together
         threads, results = record_all(recorder, items)
-        time.sleep(0.3)  # all three reach the writer, blocked by the lock on its INSERT
-    for thread in threads:
+        wait_queued(recorder, len(items))
+    for thread in ahead + threads:
         thread.join(10)
 
     assert isinstance(results[1], DBAPIError)

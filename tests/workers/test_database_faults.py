@@ -27,41 +27,17 @@ from sqlalchemy import func, select
 
 from helpers import bearer, burst, hmac_headers, wait_for
 from helpers.env import N8N_SECRET
-from helpers.postgres import ANSWER_WITHIN, PrivatePostgres
-from helpers.processes import Stack
-from helpers.redis_server import RedisServer
+from helpers.postgres import ANSWER_WITHIN, private_postgres_stack
 from shared.db import make_sessionmaker
 from shared.jobs import create_token
 from shared.models import Delivery, Heartbeat, Job, JobEvent, Notification
 
 HOOK = "/api/n8n/hooks/job-status"
 @pytest.fixture(scope="module")
-def pg_fault(request, n8n, tmp_path_factory):
+def pg_fault(n8n, tmp_path_factory):
     """A private PostgreSQL (migrated), a private Redis and a Stack on both."""
-    from shared.db import make_engine
-
-    pg = PrivatePostgres()
-    request.addfinalizer(pg.remove)
-    pg.init()
-    pg.start()
-    database_url = pg.migrated_database()
-
-    engine = make_engine(database_url, pool_pre_ping=True)  # the test reads across the restart
-    request.addfinalizer(engine.dispose)
-
-    workdir = tmp_path_factory.mktemp("database-faults")
-    broker = RedisServer(workdir)
-    broker.start()
-    request.addfinalizer(broker.stop)
-
-    stack = Stack(
-        env={"DATABASE_URL": database_url, "REDIS_URL": broker.url, "N8N_JOB_WEBHOOK": n8n.url("/webhook/ai-job")},
-        workdir=workdir,
-    )
-    request.addfinalizer(stack.stop)  # runs before broker.stop and pg.remove (finalizers are LIFO)
-    stack.start()
-    stack.pg, stack.engine = pg, engine
-    return stack
+    with private_postgres_stack(tmp_path_factory.mktemp("database-faults"), n8n) as stack:
+        yield stack
 
 
 def delivery_id(body: bytes) -> str:
@@ -99,14 +75,19 @@ def post(stack, body: bytes) -> Answer:
     return Answer(body, response, time.monotonic() - started)
 
 
-def post_all(stack, bodies: list[bytes], pace: float = 0.0) -> list[Answer]:
-    """Post concurrently; with `pace`, the n-th is sent n × pace seconds after the first."""
+def post_all(stack, bodies: list[bytes], pace: float = 0.0, answered: list | None = None) -> list[Answer]:
+    """Post concurrently; with `pace`, the n-th is sent n × pace seconds after the first. Each
+    answer is also appended to `answered` as it comes."""
     start = time.monotonic()
 
     def send(item):
         index, body = item
+        # Pacing is the load's shape (senders at a steady rate), not a wait for anything.
         time.sleep(max(0.0, start + index * pace - time.monotonic()))
-        return post(stack, body)
+        answer = post(stack, body)
+        if answered is not None:
+            answered.append(answer)
+        return answer
 
     with ThreadPoolExecutor(8) as pool:
         return list(pool.map(send, enumerate(bodies)))
@@ -203,12 +184,12 @@ def test_database_stopped_503_nothing_half_recorded_all_resumes(pg_fault, n8n, r
     # 2. PostgreSQL stops (as a crash: immediate) while senders are posting.
     worker_log_at = len(stack.log("worker"))
     sender_answers: list[Answer] = []
-    sender = threading.Thread(target=lambda: sender_answers.extend(post_all(stack, during, pace=0.1)))
+    so_far: list[Answer] = []
+    sender = threading.Thread(target=lambda: sender_answers.extend(post_all(stack, during, pace=0.1, answered=so_far)))
     sender.start()
     try:
-        time.sleep(0.3)
+        wait_for(lambda: len(so_far) >= 3, timeout=60, message="the senders under way")
         pg.stop("immediate")
-        stopped_at = time.monotonic()
         sender.join()
         assert_200_or_503(sender_answers)
 
@@ -227,14 +208,13 @@ def test_database_stopped_503_nothing_half_recorded_all_resumes(pg_fault, n8n, r
         assert create.headers.get("Retry-After")
         listing = requests.get(stack.base_url + "/api/jobs", headers=bearer(token), timeout=ANSWER_WITHIN + 5)
         assert (listing.status_code, listing.json()["error"]) == (503, "unavailable"), listing.text
-        # Long enough for beat's sweeps (every second) to fail in the worker, and for
-        # REDELIVER_AFTER (3 s) to pass for what was accepted just before the stop.
-        time.sleep(max(0.0, 5 - (time.monotonic() - stopped_at)))
+        # Down until the worker met the outage too (beat's sweeps run every second).
+        wait_for(lambda: b"OperationalError" in stack.log("worker")[worker_log_at:], timeout=60,
+                 message="the worker to meet the outage")
     finally:
         sender.join()
         if not pg.running():
             pg.start()
-    assert b"OperationalError" in stack.log("worker")[worker_log_at:], "the worker never met the outage"
 
     # 4. Back: web, worker and beat carry on by themselves (the same processes).
     wait_for(lambda: requests.get(stack.base_url + "/readyz", timeout=5).status_code == 200, timeout=60,

@@ -10,7 +10,7 @@ import pytest
 import requests
 
 from helpers import wait_for
-from helpers.processes import BIN, ROOT, ProcfileStack, free_port
+from helpers.processes import Stack, free_port
 
 
 def outward_address() -> str:
@@ -37,8 +37,8 @@ def flower(tmp_path, redis_client):
     def start(**env: str) -> str:
         port = free_port()
         base = {k: v for k, v in os.environ.items() if k != "FLOWER_BASIC_AUTH"}
-        stack = ProcfileStack({**base, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", **env}, tmp_path, ROOT)
-        stack.start_type("flower", FLOWER_PORT=str(port))
+        stack = Stack({**base, **env}, tmp_path, inherit=False)
+        stack.spawn("flower", FLOWER_PORT=str(port))
         stacks.append(stack)
         stack.wait_log("flower", b"Visit me at", timeout=60)
         return stack, port

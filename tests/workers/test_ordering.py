@@ -98,7 +98,7 @@ def busy_stack(settings, n8n, redis_client, tmp_path_factory):
     stack = Stack(env={"N8N_JOB_WEBHOOK": n8n.url("/webhook/ai-job")}, workdir=tmp_path_factory.mktemp("ordering"))
     try:
         stack.start_web()
-        stack.start_worker(concurrency=4)
+        stack.start_worker(WORKER_CONCURRENCY="4")
         yield stack
     finally:
         stack.stop()
