@@ -8,15 +8,13 @@ once; under load the requests that arrive while a batch is being written make up
 one. A request is answered only once its delivery is committed (CONTRACT §2).
 
 The new deliveries are published as one task once the message is full or PUBLISH_LINGER
-after the first of them was committed (a producer's linger, as Kafka's `linger.ms`). A
-message costs a worker milliseconds of CPU whatever it carries (Celery's receipt, events
-and ack); at a steady 100 deliveries/s, one message per delivery was what saturated a
-2-core machine (bench/README.md). The linger adds at most its 25 ms to a delivery's way to
-a worker, never to its sender's answer.
+after the first of them was committed (a producer's linger, as Kafka's `linger.ms`): a
+message costs a worker CPU whatever it carries (Celery's receipt, events and ack), so
+deliveries close in time share one. The linger adds at most its 25 ms to a delivery's way
+to a worker, never to its sender's answer.
 
 Round trips matter more than their milliseconds: after each one the writer waits for its
-turn behind the requests being handled, so a batch that took BEGIN, INSERT and COMMIT
-spent most of its time waiting (bench/README.md).
+turn behind the requests being handled, hence one statement per batch.
 """
 
 from __future__ import annotations
