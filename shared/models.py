@@ -249,7 +249,8 @@ class Notification(Base):
 
 
 class Heartbeat(Base):
-    """Last run of a periodic task (beat canary), shown by /readyz and /metrics."""
+    """When a process last showed it is alive (beat's tick, the worker canary, the web's start):
+    /readyz, doctor and /metrics read them."""
 
     __tablename__ = "heartbeats"
 
