@@ -52,6 +52,23 @@ def database_url():
         yield migrate(url)
 
 
+@pytest.fixture(scope="module")
+def sqlite_engine(tmp_path_factory):
+    """The embedded default's database (SQLite), migrated with Alembic, for one test module."""
+    from alembic import command
+    from alembic.config import Config
+
+    from shared.db import make_engine
+
+    url = f"sqlite:///{tmp_path_factory.mktemp('sqlite')}/bridge.db"
+    config = Config(str(ROOT / "shared/migrations/alembic.ini"))
+    config.attributes.update(database_url=url, configure_logger=False)
+    command.upgrade(config, "head")
+    engine = make_engine(url)
+    yield engine
+    engine.dispose()
+
+
 @pytest.fixture(scope="session")
 def redis_client():
     import redis

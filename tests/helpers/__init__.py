@@ -71,3 +71,15 @@ def wait_for(predicate, timeout: float = 20.0, interval: float = 0.1, message: s
             return last
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout} s waiting for {message} (last: {last!r})")
+
+
+def run_task(pks, redelivered=False):
+    """Run workers.deliveries.apply's body in this process, as a worker would for a message
+    (`redelivered`: kombu's flag on a message that came back after its worker died)."""
+    from workers.deliveries import apply
+
+    apply.push_request(delivery_info={"redelivered": redelivered})
+    try:
+        return apply.run(delivery_pks=pks)
+    finally:
+        apply.pop_request()

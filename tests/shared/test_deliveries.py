@@ -11,7 +11,7 @@ from sqlalchemy import event, select
 
 from helpers.postgres import insert_waiting
 from shared import deliveries
-from shared.db import autocommit_engine, make_engine
+from shared.db import autocommit_engine
 from shared.deliveries import Incoming, Recorded, record_many
 from shared.models import Delivery, DeliverySignature
 
@@ -25,22 +25,6 @@ def item(delivery_id=None, signature=None, endpoint=ENDPOINT, job_id=None) -> In
 
 def signature() -> str:
     return uuid.uuid4().hex * 2  # 64 hex digits, as shared.signing reports them
-
-
-@pytest.fixture(scope="module")
-def sqlite_engine(tmp_path_factory):
-    from alembic import command
-    from alembic.config import Config
-
-    from conftest import ROOT
-
-    url = f"sqlite:///{tmp_path_factory.mktemp('sqlite')}/bridge.db"
-    config = Config(str(ROOT / "shared/migrations/alembic.ini"))
-    config.attributes.update(database_url=url, configure_logger=False)
-    command.upgrade(config, "head")
-    engine = make_engine(url)
-    yield engine
-    engine.dispose()
 
 
 @pytest.fixture(scope="module")

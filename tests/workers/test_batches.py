@@ -7,6 +7,7 @@ import uuid
 import pytest
 from sqlalchemy import select
 
+from helpers import run_task
 from shared import deliveries
 from shared.callbacks import ENDPOINTS
 from shared.models import Delivery, Job, JobEvent
@@ -38,16 +39,6 @@ def state(db, pk):
         row = session.get(Delivery, pk)
         events = session.scalars(select(JobEvent).where(JobEvent.delivery_pk == pk)).all()
         return row.applied_at is not None, row.attempts, row.last_error, len(events)
-
-
-def run_task(pks, redelivered=False):
-    from workers.deliveries import apply
-
-    apply.push_request(delivery_info={"redelivered": redelivered})
-    try:
-        return apply.run(delivery_pks=pks)
-    finally:
-        apply.pop_request()
 
 
 def test_a_batch_is_applied_once_in_one_go(db):

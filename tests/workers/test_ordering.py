@@ -10,7 +10,7 @@ import pytest
 import requests
 from sqlalchemy import func, select
 
-from helpers import wait_for
+from helpers import run_task, wait_for
 from helpers.env import WEBHOOK_SECRET
 from helpers.processes import Stack
 from shared import deliveries, lifecycle
@@ -157,16 +157,6 @@ def record(db, bodies: list[dict]) -> list[int]:
     ]
     with db.begin() as session:
         return [r.pk for r in deliveries.record_many(session.connection(), batch)]
-
-
-def run_task(pks, redelivered=False):
-    from workers.deliveries import apply
-
-    apply.push_request(delivery_info={"redelivered": redelivered})
-    try:
-        return apply.run(delivery_pks=pks)
-    finally:
-        apply.pop_request()
 
 
 @pytest.mark.parametrize("redelivered", [False, True])
