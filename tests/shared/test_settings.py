@@ -38,7 +38,8 @@ def test_secrets_rotation_and_whsec():
 @pytest.mark.parametrize("env, message", [
     ({"PORT": "eighty"}, "PORT must be an integer, got 'eighty'"),
     ({"PORT": "0"}, "PORT must be >= 1, got 0"),
-    ({"DISPATCH_RETRY_SCHEDULE": "10,soon"}, "DISPATCH_RETRY_SCHEDULE must be comma-separated seconds, got '10,soon'"),
+    ({"DISPATCH_RETRY_SCHEDULE": "10,soon"},
+     "DISPATCH_RETRY_SCHEDULE must be comma-separated seconds, got '10,soon'"),
     ({"DISPATCH_RETRY_SCHEDULE": "10,-1"}, "DISPATCH_RETRY_SCHEDULE values must be >= 0"),
     ({"N8N_WEBHOOK_SECRET": "ok, whsec_%%%"},
      "N8N_WEBHOOK_SECRET: a whsec_ secret is not valid base64: Only base64 data is allowed"),
