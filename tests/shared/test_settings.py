@@ -43,7 +43,8 @@ def test_secrets_rotation_and_whsec():
     ({"DISPATCH_RETRY_SCHEDULE": "10,-1"}, "DISPATCH_RETRY_SCHEDULE values must be >= 0"),
     ({"N8N_WEBHOOK_SECRET": "ok, whsec_%%%"},
      "N8N_WEBHOOK_SECRET: a whsec_ secret is not valid base64: Only base64 data is allowed"),
-    ({"WEBHOOK_SECRET": "whsec_%%%"}, "WEBHOOK_SECRET: a whsec_ secret is not valid base64: Only base64 data is allowed"),
+    ({"WEBHOOK_SECRET": "whsec_%%%"},
+     "WEBHOOK_SECRET: a whsec_ secret is not valid base64: Only base64 data is allowed"),
 ])
 def test_bad_values_are_named(env, message):
     with pytest.raises(ConfigError) as caught:
