@@ -34,7 +34,7 @@ def test_stale_after_three_sweep_intervals():
 def test_never_recorded():
     checks = process_checks({"beat": None, "canary": None}, sweep_interval=5)
     assert checks["beat"] == "no tick recorded yet: is the beat process running?"
-    assert checks["worker"].startswith("the canary never ran")
+    assert checks["worker"] == "the canary never ran: beat does not schedule it (see beat)"
 
 
 def scrape(session) -> dict[str, float]:
