@@ -35,6 +35,14 @@ def parse_secrets(value: str | None) -> tuple[bytes, ...]:
     return tuple(secrets)
 
 
+def _secrets(env: dict, name: str) -> tuple[bytes, ...]:
+    """parse_secrets of variable `name`, whose name a refusal gives: two variables hold secrets."""
+    try:
+        return parse_secrets(env.get(name))
+    except ConfigError as exc:
+        raise ConfigError(f"{name}: {exc}") from None
+
+
 def _bool(value: str | None, default: bool) -> bool:
     if value is None or value.strip() == "":
         return default
@@ -158,9 +166,9 @@ class Settings:
             public_base_url_is_default=not env.get("PUBLIC_BASE_URL"),
             n8n_base_url=env.get("N8N_BASE_URL") or None,
             n8n_job_webhook=env.get("N8N_JOB_WEBHOOK") or None,
-            n8n_webhook_secrets=parse_secrets(env.get("N8N_WEBHOOK_SECRET")),
+            n8n_webhook_secrets=_secrets(env, "N8N_WEBHOOK_SECRET"),
             n8n_api_key=env.get("N8N_API_KEY") or None,
-            webhook_secrets=parse_secrets(env.get("WEBHOOK_SECRET")),
+            webhook_secrets=_secrets(env, "WEBHOOK_SECRET"),
             webhook_allow_secret_header=_bool(env.get("WEBHOOK_ALLOW_SECRET_HEADER"), True),
             tolerance_seconds=_int(env, "WEBHOOK_TOLERANCE_SECONDS", 300),
             max_body_bytes=_int(env, "MAX_BODY_BYTES", 5 * 1024 * 1024, minimum=1),

@@ -206,7 +206,18 @@ def test_ops_endpoints(client, stack):
                      message="/readyz 200 once beat ticked and a worker ran the canary")
     assert ready["checks"] == {"database": "ok", "broker": "ok", "beat": "ok", "worker": "ok"}
     metrics = client.get("/metrics")
-    assert metrics.status_code == 200 and b"bridge_jobs" in metrics.data
+    assert metrics.status_code == 200
+    lines = metrics.data.decode().splitlines()
+    # The families a dashboard reads (their counts: tests/ingress/test_ops.py).
+    assert [line for line in lines if line.startswith("# TYPE")] == [
+        "# TYPE bridge_jobs gauge", "# TYPE bridge_deliveries_received gauge",
+        "# TYPE bridge_deliveries_duplicates gauge", "# TYPE bridge_deliveries_unapplied gauge",
+        "# TYPE bridge_deliveries_by_status gauge", "# TYPE bridge_delivery_apply_seconds histogram",
+        "# TYPE bridge_image_size_bytes histogram", "# TYPE bridge_beat_canary_age_seconds gauge",
+    ]
+    # /readyz found that the canary ran: its age is shown.
+    (canary,) = [line for line in lines if line.startswith("bridge_beat_canary_age_seconds ")]
+    assert float(canary.split()[1]) >= 0
     assert metrics.headers.get_all("Content-Type") == ["text/plain; version=0.0.4; charset=utf-8"]
     spec = client.get("/openapi.json").json
     assert spec["openapi"].startswith("3.")

@@ -84,6 +84,11 @@ CASES = [
 ]
 
 
+# The answer to each accepted value, in order, where it is not 200: a job is created (202), and
+# " k " is the key "k" trimmed, so its request replays the first one (200); each action makes a job.
+ANSWERS = {"post_job": [202, 200, 202], "action": [202, 202, 202]}
+
+
 @pytest.mark.parametrize("where, send, refused, accepted", CASES, ids=[c[1].__name__ for c in CASES])
 def test_the_document_and_the_server_agree(client, admin, where, send, refused, accepted):
     schema = where()
@@ -91,7 +96,7 @@ def test_the_document_and_the_server_agree(client, admin, where, send, refused, 
         assert not valid(schema, value), f"the document allows {value!r}"
         response = send(client, admin, value)
         assert (response.status_code, response.json["error"]) == (400, "validation_error"), (value, response.json)
-    for value in accepted:
+    for value, answer in zip(accepted, ANSWERS.get(send.__name__, [200] * len(accepted)), strict=True):
         assert valid(schema, value), f"the document refuses {value!r}"
         response = send(client, admin, value)
-        assert response.status_code in (200, 202), (value, response.json)
+        assert response.status_code == answer, (value, response.json)
