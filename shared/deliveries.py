@@ -15,7 +15,8 @@ from sqlalchemy.orm import Session
 from shared import artifacts, lifecycle
 from shared.callbacks import ENDPOINTS, Callback, Endpoint, PayloadError, load
 from shared.db import INSERT, dialect, milliseconds_since
-from shared.jobs import apply_change, get_or_create_user
+from shared.accounts import get_or_create_user
+from shared.jobs import apply_change
 from shared.models import Delivery, DeliverySignature, Job, JobEvent, utcnow
 
 log = logging.getLogger(__name__)

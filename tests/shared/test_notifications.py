@@ -9,7 +9,8 @@ from sqlalchemy import select
 
 from shared import deliveries
 from shared.callbacks import ENDPOINTS
-from shared.jobs import create_job, get_or_create_user
+from shared.accounts import get_or_create_user
+from shared.jobs import create_job
 from shared.models import Notification
 
 HOOK, IMAGES, BOOKS = (

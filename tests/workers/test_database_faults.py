@@ -31,7 +31,7 @@ from helpers.postgres import ANSWER_WITHIN, PrivatePostgres
 from helpers.processes import Stack
 from helpers.redis_server import RedisServer
 from shared.db import make_sessionmaker
-from shared.jobs import create_token
+from shared.accounts import create_token
 from shared.models import Delivery, Heartbeat, Job, JobEvent, Notification
 
 HOOK = "/api/n8n/hooks/job-status"
