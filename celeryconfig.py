@@ -1,13 +1,14 @@
-"""Celery settings (lowercase module, loaded with config_from_object). See FIELD-NOTES."""
+"""Celery settings: a plain module of lowercase names, loaded by shared.queue with
+config_from_object("celeryconfig"), read from the process's one Settings."""
 
 from datetime import timedelta
 from pathlib import Path
 
 from kombu import Queue
 
-from shared.settings import Settings
+from shared.settings import current
 
-_settings = Settings.from_env()
+_settings = current()
 
 broker_url = _settings.broker_url
 broker_connection_retry_on_startup = True

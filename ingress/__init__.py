@@ -12,11 +12,13 @@ from flask import Flask
 
 from shared.actions import load_routes
 from shared.db import autocommit_engine, make_engine, make_sessionmaker
-from shared.settings import Settings
+from shared.settings import Settings, current
 
 
 def create_app(settings: Settings | None = None) -> Flask:
-    settings = settings or Settings.from_env()
+    """The ingress app, with `settings` (tests build their own), else the process's one
+    Settings (shared.settings.current), which Celery's configuration reads too."""
+    settings = settings or current()
     app = Flask(__name__)
     # `//api//jobs` is not `/api/jobs`: Werkzeug's redirect to the merged path is an HTML page.
     app.url_map.merge_slashes = False

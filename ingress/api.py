@@ -8,7 +8,7 @@ from ingress.auth import require_user
 from ingress.body import idempotency_key, json_object, query
 from ingress.db import reader, session
 from ingress.errors import ApiError
-from shared import jobs, schemas
+from shared import jobs, notifications, schemas
 from shared.models import Job
 from shared.queue import DISPATCH_JOB, enqueue
 
@@ -50,7 +50,7 @@ def list_jobs():
 def get_job(job_id: str):
     # Frontends poll with If-None-Match: the unchanged case is one query, the changed one two
     # (four for a job that succeeded with artifacts).
-    job = jobs.visible_job(reader(), g.user, job_id)
+    job = jobs.job_to_show(reader(), g.user, job_id)
     tag = jobs.etag(job)
     if request.if_none_match.contains(tag):
         response = current_app.response_class(status=304)
@@ -62,7 +62,7 @@ def get_job(job_id: str):
 
 
 def _change(job_id: str, change) -> Job:
-    job = jobs.get_visible_job(session(), g.user, job_id, lock=True)
+    job = jobs.job_to_change(session(), g.user, job_id)
     change(session(), job)
     session().commit()
     return job
@@ -94,13 +94,13 @@ def assign_job(job_id: str):
 @bp.get("/notifications")
 @require_user
 def list_notifications():
-    rows, next_cursor = jobs.list_notifications(session(), g.user, **query(schemas.notification_list_query_schema))
+    rows, next_cursor = notifications.list_notifications(session(), g.user, **query(schemas.notification_list_query_schema))
     return schemas.notification_page_schema.dump({"items": rows, "next_cursor": next_cursor})
 
 
 @bp.post("/notifications/<notification_id>/read")
 @require_user
 def read_notification(notification_id: str):
-    notification = jobs.mark_read(session(), g.user, notification_id)
+    notification = notifications.mark_read(session(), g.user, notification_id)
     session().commit()
     return schemas.notification_schema.dump(notification)

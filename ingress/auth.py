@@ -13,7 +13,7 @@ from sqlalchemy.orm import make_transient_to_detached
 from ingress.db import session
 from ingress.errors import ApiError
 from ingress.limits import enforce
-from shared.jobs import hash_token, user_for_token
+from shared.accounts import hash_token, user_for_token
 from shared.models import User
 
 # A frontend polls every second or faster: each web process remembers a token's user for

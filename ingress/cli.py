@@ -13,7 +13,7 @@ from ingress.db import session
 from ingress.ops import readiness
 from shared import actions, sweeps
 from shared.callbacks import ENDPOINTS
-from shared.jobs import create_token
+from shared.accounts import create_token
 
 bp = Blueprint("cli", __name__, cli_group=None)
 

@@ -16,7 +16,7 @@ from werkzeug.exceptions import HTTPException
 
 from ingress.recorder import RecordTimeout
 from shared.callbacks import PayloadError
-from shared.jobs import BadCursor, Conflict, NotFound
+from shared.errors import BadCursor, Conflict, NotFound
 from shared.schemas import error_schema
 from shared.signing import SignatureError
 

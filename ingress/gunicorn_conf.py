@@ -23,10 +23,10 @@ def when_ready(server):
     # when PUBLIC_BASE_URL is unset (a Procfile runner gives each process type its own PORT).
     # Runs in the master, which loads neither the app nor Celery (each worker loads them after
     # its fork, where gevent patches first): only the settings and this one write.
-    from shared.settings import Settings
+    from shared.settings import current
     from shared.sweeps import record_web_base_url
 
-    settings = Settings.from_env()
+    settings = current()
     try:
         record_web_base_url(settings)
         server.log.info("recorded %s as this web's base URL (heartbeats row 'web')", settings.public_base_url)

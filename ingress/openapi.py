@@ -9,7 +9,7 @@ from apispec.ext.marshmallow import MarshmallowPlugin
 
 from shared import actions, deliveries, lifecycle, schemas
 from shared.callbacks import ENDPOINTS
-from shared.jobs import CURSOR_PATTERNS
+from shared.paging import CURSOR_PATTERNS
 
 # The error codes each status answers with (CONTRACT §2), as the document names them.
 ERRORS = {

@@ -15,7 +15,8 @@ from sqlalchemy.orm import Session
 from shared import artifacts, lifecycle
 from shared.callbacks import ENDPOINTS, Callback, Endpoint, PayloadError, load
 from shared.db import INSERT, dialect, milliseconds_since
-from shared.jobs import apply_change, get_or_create_user
+from shared.accounts import get_or_create_user
+from shared.jobs import apply_change
 from shared.models import Delivery, DeliverySignature, Job, JobEvent, utcnow
 
 log = logging.getLogger(__name__)
@@ -37,12 +38,11 @@ BATCH = 50
 # PostgreSQL: one statement, so a signature is never claimed without its delivery and, on
 # an autocommit connection, a batch without repeats is one round trip. Each new row comes
 # back with the position of its item (the first inserted under its id). The same text for
-# every batch, its columns sent as arrays: SQLAlchemy's multi-row VALUES bound ten
-# parameters per row and rendered the statement anew for each batch size, four times the
-# CPU of this one for a batch of 11 (bench/README.md). Deliveries are inserted in the
-# batch's order, the order their ids give for applying them; that sort reads every claim
-# first, and signatures are claimed in key order, so two batches claiming the same ones
-# wait for each other instead of deadlocking.
+# every batch, its columns sent as arrays: a multi-row VALUES would bind ten parameters per
+# row and be rendered anew for each batch size, on the path every request waits on.
+# Deliveries are inserted in the batch's order, the order their ids give for applying
+# them; that sort reads every claim first, and signatures are claimed in key order, so two
+# batches claiming the same ones wait for each other instead of deadlocking.
 _RECORD_POSTGRESQL = """WITH batch AS (
     SELECT * FROM unnest(%(endpoint)s::text[], %(delivery_id)s::text[], %(signature)s::text[], %(job_id)s::text[],
                          %(status)s::text[], %(body)s::bytea[], %(headers)s::text[]) WITH ORDINALITY

@@ -6,6 +6,7 @@ import base64
 import binascii
 import os
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 
 from shared.ratelimit import Limit
@@ -186,3 +187,10 @@ class Settings:
             rate_limit_sender=_limit(env, "RATE_LIMIT_PER_SENDER", Limit(60000, 60)),
             var_dir=var_dir,
         )
+
+
+@cache
+def current() -> Settings:
+    """This process's settings, built from its environment on first use: the one object that
+    Celery's configuration, the tasks and the Flask app (create_app() without settings) read."""
+    return Settings.from_env()

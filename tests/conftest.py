@@ -148,7 +148,7 @@ def stack(settings, n8n, redis_client, tmp_path_factory):
 @pytest.fixture
 def users(app):
     """Make users with tokens: users("alice") -> (external_id, token); ids unique per test."""
-    from shared.jobs import create_token
+    from shared.accounts import create_token
 
     made = {}
 

@@ -75,7 +75,7 @@ def test_procfile_processes_from_a_fresh_clone(fresh_copy, fresh_database, broke
         wait_for(lambda: ready(stack), timeout=60, message="/readyz 200 with beat and a worker running")
 
         from shared.db import make_engine, make_sessionmaker
-        from shared.jobs import create_token
+        from shared.accounts import create_token
 
         engine = make_engine(fresh_database)
         with make_sessionmaker(engine).begin() as db:

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 from shared import deliveries, sweeps
 from shared.db import make_engine, make_sessionmaker
 from shared.queue import APPLY_DELIVERIES, enqueue
-from shared.settings import Settings
+from shared.settings import Settings, current
 
 # How long a worker keeps the base URL the web recorded: a web restarted on another port
 # is followed within this delay, at one primary-key read per period.
@@ -23,9 +23,8 @@ WEB_BASE_URL_TTL = 30.0
 _web_base_url: tuple[float, str] | None = None  # (read at, monotonic; the URL)
 
 
-@lru_cache(maxsize=1)
-def settings() -> Settings:
-    return Settings.from_env()
+# The tasks' settings: the process's one object, the one celeryconfig was read from.
+settings = current
 
 
 def callback_settings() -> Settings:

@@ -6,13 +6,13 @@ from alembic import context
 
 from shared.db import make_engine
 from shared.models import Base
-from shared.settings import Settings
+from shared.settings import current
 
 config = context.config
 if config.config_file_name is not None and config.attributes.get("configure_logger", True):
     fileConfig(config.config_file_name, disable_existing_loggers=False)
 
-url = config.attributes.get("database_url") or Settings.from_env().database_url
+url = config.attributes.get("database_url") or current().database_url
 
 
 def run_migrations_online() -> None:

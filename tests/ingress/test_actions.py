@@ -142,7 +142,7 @@ def test_an_admin_acts_for_a_known_decider(client, app, users):
 
 
 def test_an_admins_numeric_decider_is_looked_up_by_its_string_id(client, app, users):
-    from shared.jobs import create_token
+    from shared.accounts import create_token
 
     number = int("9" + "".join(str(secrets.randbelow(10)) for _ in range(8)))
     with app.extensions["sessionmaker"].begin() as db:

@@ -71,7 +71,7 @@ def drift(operation: str, response) -> list[str]:
 
 
 def token(app, external_id: str, admin: bool = False) -> dict:
-    from shared.jobs import create_token
+    from shared.accounts import create_token
 
     with app.extensions["sessionmaker"].begin() as db:
         return bearer(create_token(db, external_id, admin=admin))

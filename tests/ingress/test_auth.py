@@ -38,7 +38,7 @@ def test_a_polling_frontend_costs_one_token_lookup_per_cache_period(app, client,
 
 
 def test_a_revoked_token_is_refused_once_the_cache_period_is_over(app, client, users, clock):
-    from shared.jobs import hash_token
+    from shared.accounts import hash_token
     from shared.models import ApiToken, utcnow
 
     _, token = users("revoked")

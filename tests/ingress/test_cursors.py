@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from helpers import bearer
 from shared import jobs
-from shared.jobs import CURSOR_PATTERNS, decode_cursor, encode_cursor
+from shared.paging import CURSOR_PATTERNS, decode_cursor, encode_cursor
 from shared.models import Job, User
 
 SETTINGS = settings(max_examples=60, derandomize=True, database=None, deadline=None,

@@ -97,7 +97,7 @@ def frozen_stack(n8n, tmp_path_factory):
 
 def test_a_frozen_database_is_503_within_the_bound_and_all_resumes(frozen_stack, n8n):
     from shared.db import make_sessionmaker
-    from shared.jobs import create_token
+    from shared.accounts import create_token
 
     stack, pg = frozen_stack, frozen_stack.pg
     with make_sessionmaker(stack.engine).begin() as db:

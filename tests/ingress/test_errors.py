@@ -11,7 +11,7 @@ from werkzeug.exceptions import MethodNotAllowed
 from ingress.errors import ANSWERS, ApiError
 from ingress.recorder import RecordTimeout
 from shared.callbacks import PayloadError
-from shared.jobs import BadCursor, Conflict, NotFound
+from shared.errors import BadCursor, Conflict, NotFound
 from shared.signing import SignatureError
 
 RETRY = {"Retry-After": "5"}

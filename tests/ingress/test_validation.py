@@ -86,8 +86,9 @@ def test_image_dimensions_keep_their_spaces_and_are_read():
 @pytest.fixture
 def notification(app, users):
     """A user, its token and the id of one of its unread notifications."""
-    from shared.jobs import create_job, notify
+    from shared.jobs import create_job
     from shared.models import User
+    from shared.notifications import notify
 
     external_id, token = users("reader")
     with app.extensions["sessionmaker"].begin() as db:

@@ -9,8 +9,9 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from sqlalchemy import select
 
-from shared import deliveries, jobs, lifecycle
+from shared import accounts, deliveries, jobs, lifecycle
 from shared.callbacks import ENDPOINTS
+from shared.errors import Conflict
 from shared.models import Job, Notification, User
 
 HOOK = next(e for e in ENDPOINTS.values() if e.path == "/api/n8n/hooks/job-status")
@@ -18,7 +19,7 @@ NOW = datetime(2030, 1, 1, 12, 0, tzinfo=timezone.utc)
 
 
 def owned_job(session) -> Job:
-    owner = jobs.get_or_create_user(session, f"owner-{uuid.uuid4().hex[:8]}")
+    owner = accounts.get_or_create_user(session, f"owner-{uuid.uuid4().hex[:8]}")
     job, _ = jobs.create_job(session, owner, "cover_letter", {})
     return job
 
@@ -59,7 +60,7 @@ def test_a_happening_recorded_only_moves_the_revision_alone(session):
 
 def test_a_refused_happening_changes_nothing(session):
     job = owned_job(session)
-    with pytest.raises(jobs.Conflict) as refused:
+    with pytest.raises(Conflict) as refused:
         jobs.change_job(session, job, lifecycle.Retry(), NOW)
     assert (refused.value.code, job.status, job.revision) == ("not_retryable", "pending", 1)
 

@@ -13,7 +13,8 @@ from helpers import wait_for
 from shared import deliveries, dispatch
 from shared.callbacks import ENDPOINTS
 from shared.db import make_sessionmaker
-from shared.jobs import create_job, get_or_create_user
+from shared.accounts import get_or_create_user
+from shared.jobs import create_job
 from shared.models import Delivery, Job, JobEvent, JobImage, Notification, utcnow
 
 IMAGES = next(e for e in ENDPOINTS.values() if e.path == "/api/webhooks/image-completion")

@@ -62,3 +62,15 @@ def test_the_callback_url_reaches_the_web():
     pinned = Settings.from_env({"PORT": "5100", "PUBLIC_BASE_URL": "https://bridge.example.com"})
     assert not pinned.public_base_url_is_default
     assert reachable_settings(pinned, "http://127.0.0.1:5000").public_base_url == "https://bridge.example.com"
+
+
+def test_the_flask_app_and_celery_read_one_settings_per_process(database_url):
+    # A variable read differently by two objects (Celery's broker, the app's database) would
+    # split one process in two; built once, every part sees the same values.
+    import celeryconfig
+    from ingress import create_app
+    from shared.settings import current
+    from workers import context
+
+    assert create_app().extensions["settings"] is current()
+    assert celeryconfig._settings is current() and context.settings() is current()

@@ -11,7 +11,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from sqlalchemy import select
 
-from shared import deliveries, jobs, lifecycle
+from shared import accounts, deliveries, jobs, lifecycle
 from shared.callbacks import ENDPOINTS
 from shared.models import Notification
 from shared.sweeps import time_out_stale_jobs
@@ -42,7 +42,7 @@ def watchdog(settings):
 
 
 def job_in(session, status: str):
-    owner = jobs.get_or_create_user(session, f"watched-{uuid.uuid4().hex[:8]}")
+    owner = accounts.get_or_create_user(session, f"watched-{uuid.uuid4().hex[:8]}")
     job, _ = jobs.create_job(session, owner, "cover_letter", {})
     for happening in LAST_WORDS[status]:
         jobs.change_job(session, job, happening, LAST_WORD)

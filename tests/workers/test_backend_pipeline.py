@@ -98,7 +98,7 @@ def test_book_seed_with_user_id_is_owned_by_that_user(stack, users, engine, app)
     assert book["outline"] == [{"title": "Chapitre 1", "description": "Préparation"}]
     assert count(engine, Book, Book.job_id == job["id"]) == 1
     assert count(engine, BookChapter) >= 1
-    from shared.jobs import create_token
+    from shared.accounts import create_token
 
     with app.extensions["sessionmaker"].begin() as db:
         owner = create_token(db, "user_clerkid_123")

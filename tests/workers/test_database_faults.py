@@ -29,7 +29,7 @@ from helpers import bearer, burst, hmac_headers, wait_for
 from helpers.env import N8N_SECRET
 from helpers.postgres import ANSWER_WITHIN, private_postgres_stack
 from shared.db import make_sessionmaker
-from shared.jobs import create_token
+from shared.accounts import create_token
 from shared.models import Delivery, Heartbeat, Job, JobEvent, Notification
 
 HOOK = "/api/n8n/hooks/job-status"

@@ -15,7 +15,7 @@ from helpers.processes import private_stack
 @pytest.fixture(scope="module")
 def logged_run(app, n8n, tmp_path_factory):
     """A full run on its own processes: jobs, dispatches, callbacks, refusals; then its logs."""
-    from shared.jobs import create_token
+    from shared.accounts import create_token
 
     with app.extensions["sessionmaker"].begin() as db:
         token = create_token(db, f"secretive-{uuid.uuid4().hex[:6]}")
