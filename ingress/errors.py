@@ -49,7 +49,7 @@ class ApiError(Exception):
 
     def __init__(self, status: int, code: str, message: str, details: dict | None = None, headers=None):
         super().__init__(message)
-        self.status = status
+        self.http_status = status
         self.code = code
         self.message = message
         self.details = details
@@ -106,7 +106,7 @@ ANSWERS: dict[type[Exception], Callable[[Exception], ApiError]] = {
 
 def error_response(error: ApiError):
     response = jsonify(error_schema.dump(error))
-    response.status_code = error.status
+    response.status_code = error.http_status
     response.headers.update(error.headers)
     return response
 

@@ -12,7 +12,7 @@ import pytest
 import requests
 
 from helpers import bearer, wait_for
-from helpers.env import N8N_SECRET, PG_ADMIN_URL
+from helpers.env import PG_ADMIN_URL
 from helpers.postgres import fresh_database as new_database
 from helpers.processes import BIN, Stack, free_port
 from helpers.redis_server import RedisServer

@@ -13,7 +13,7 @@ def refusal(app, call, **request) -> tuple[int, str, str]:
     with app.test_request_context("/api/jobs", **request):
         with pytest.raises(ApiError) as caught:
             call()
-    return caught.value.status, caught.value.code, caught.value.message
+    return caught.value.http_status, caught.value.code, caught.value.message
 
 
 MEDIA_TYPE = (415, "unsupported_media_type", "send Content-Type: application/json")
@@ -91,7 +91,7 @@ def test_a_repeated_query_key_is_refused_by_name(app):
         with pytest.raises(ApiError) as caught:
             body.query(job_list_query_schema)
     error = caught.value
-    assert (error.status, error.code, error.details) == (400, "validation_error", {"status": ["Given more than once."]})
+    assert (error.http_status, error.code, error.details) == (400, "validation_error", {"status": ["Given more than once."]})
 
 
 def test_an_unknown_query_key_is_a_validation_error(app):
@@ -124,7 +124,7 @@ def test_nul_in_the_query_or_a_header_is_400(app, request_args):
     with app.test_request_context(path, **request_args):
         with pytest.raises(ApiError) as caught:
             body.refuse_nul_in_url_and_headers()
-    assert (caught.value.status, caught.value.message) == (400, "NUL characters are not allowed in URLs or headers")
+    assert (caught.value.http_status, caught.value.message) == (400, "NUL characters are not allowed in URLs or headers")
 
 
 def test_headers_are_read_by_lowercase_name(app):
