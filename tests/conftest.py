@@ -6,7 +6,6 @@ configuration (celeryconfig) is read from it once per process.
 
 from __future__ import annotations
 
-import os
 import secrets
 import sys
 from pathlib import Path
@@ -18,7 +17,8 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from helpers.env import (  # noqa: E402  (sets the environment first)
-    DB_NAME, N8N_API_KEY, N8N_SECRET, PG_ADMIN_URL, TEST_DATABASE_URL, TEST_REDIS_URL,
+    DB_NAME, N8N_API_KEY, N8N_OLD_SECRET, N8N_SECRET, PG_ADMIN_URL, TEST_DATABASE_URL, TEST_REDIS_URL,
+    WEBHOOK_SECRET,
 )
 
 from helpers import n8n_standin  # noqa: E402
@@ -81,9 +81,25 @@ def redis_client():
 
 @pytest.fixture(scope="session")
 def settings(database_url, n8n):
+    """The in-process app's settings: the values helpers/env.py gives the processes through
+    the environment, given directly (the stack's processes read that environment)."""
     from shared.settings import Settings
 
-    return Settings.from_env({**os.environ, "N8N_JOB_WEBHOOK": n8n.url("/webhook/ai-job")})
+    return Settings(
+        database_url=database_url,
+        broker_url=TEST_REDIS_URL,
+        redis_url=TEST_REDIS_URL,
+        public_base_url_is_default=True,  # no PUBLIC_BASE_URL, as for the stack
+        n8n_job_webhook=n8n.url("/webhook/ai-job"),
+        n8n_webhook_secrets=(N8N_SECRET.encode(), N8N_OLD_SECRET.encode()),
+        n8n_api_key=N8N_API_KEY,
+        webhook_secrets=(WEBHOOK_SECRET.encode(),),
+        retry_schedule=(1, 1, 1),
+        sweep_interval=1.0,
+        redeliver_after=3,
+        max_body_bytes=65536,
+        job_stale_after=3600,
+    )
 
 
 @pytest.fixture(scope="session")
