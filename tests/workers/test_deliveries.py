@@ -1,5 +1,6 @@
-"""Deliveries applied a batch per message: one bad delivery holds back none of the others,
-and every attempt is counted once, including for a message that comes back after its worker died."""
+"""workers/deliveries.py, its task body run in-process: deliveries are applied a batch per
+message, one bad delivery holds back none of the others, and every attempt is counted once,
+including for a message that comes back after its worker died."""
 
 import json
 import uuid
