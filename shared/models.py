@@ -40,9 +40,12 @@ class UTCDateTime(TypeDecorator):
         return value
 
     def process_result_value(self, value, dialect):
-        if value is not None and value.tzinfo is None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
             return value.replace(tzinfo=timezone.utc)
-        return value
+        # PostgreSQL answers in its session's TimeZone, which need not be UTC.
+        return value.astimezone(timezone.utc)
 
 
 # Plain JSON, not JSONB: kept as sent, and PostgreSQL's JSONB refuses \u0000 in strings.

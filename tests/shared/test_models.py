@@ -7,7 +7,7 @@ import secrets
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.exc import StatementError
 from sqlalchemy.orm import Session
 
@@ -32,6 +32,12 @@ def _assert_utc(read: datetime):
 
 
 def test_postgresql_gives_back_the_instant_written_as_aware_utc(session):
+    _assert_utc(_read_back(session, WRITTEN))
+
+
+def test_postgresql_in_another_time_zone_still_gives_back_utc(session):
+    # A server (or a pooler) whose TimeZone is not UTC answers timestamptz in its own zone.
+    session.execute(text("SET LOCAL TimeZone = 'Europe/Paris'"))
     _assert_utc(_read_back(session, WRITTEN))
 
 
