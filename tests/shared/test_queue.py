@@ -9,23 +9,16 @@ from types import SimpleNamespace
 import pytest
 from celery import Celery
 
+from helpers import Clock
 from helpers.env import TEST_REDIS_URL
 from helpers.processes import free_port
 from shared import queue
 
 
-class Clock:
-    def __init__(self):
-        self.now = 500.0
-
-    def monotonic(self) -> float:
-        return self.now
-
-
 @pytest.fixture
 def clock(monkeypatch):
-    clock = Clock()
-    monkeypatch.setattr(queue, "time", SimpleNamespace(monotonic=clock.monotonic))
+    clock = Clock(now=500.0)
+    monkeypatch.setattr(queue, "time", SimpleNamespace(monotonic=clock))
     monkeypatch.setattr(queue, "_broker_down_until", 0.0)
     return clock
 

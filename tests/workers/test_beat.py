@@ -7,23 +7,16 @@ from types import SimpleNamespace
 import pytest
 from celery import Celery
 
+from helpers import Clock
 from shared import sweeps
 from shared.settings import Settings
 from workers import beat
 
 
-class Clock:
-    def __init__(self):
-        self.now = 1000.0
-
-    def monotonic(self) -> float:
-        return self.now
-
-
 @pytest.fixture
 def clock(monkeypatch):
-    clock = Clock()
-    monkeypatch.setattr(beat, "time", SimpleNamespace(monotonic=clock.monotonic))
+    clock = Clock(now=1000.0)
+    monkeypatch.setattr(beat, "time", SimpleNamespace(monotonic=clock))
     monkeypatch.setattr(beat, "settings", lambda: Settings(database_url="unused://", broker_url="memory://",
                                                            sweep_interval=5.0))
     return clock
